@@ -1,0 +1,3 @@
+"""Saddle: the WSGI micro framework of Skitai (built in a later issue)."""
+
+__version__ = "1.0.0.dev0"

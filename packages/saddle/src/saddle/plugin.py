@@ -1,0 +1,3 @@
+from skitai.plugins import Plugin
+
+plugin = Plugin("saddle")

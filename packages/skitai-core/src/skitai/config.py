@@ -1,0 +1,85 @@
+"""The server's whole configuration as data.
+
+The launch API (``skitai.mount``, ``alias``, ``enable_*``, ``set_*``) only fills one ``Config``;
+``skitai.run()`` turns it into a server. Tests build a ``Config`` directly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Mount:
+    """One mounted target at ``point`` for virtual host ``host`` ("default" catches every host)."""
+
+    point: str                     # normalised: starts with "/", no trailing slash except the root "/"
+    target: Any                    # app object, file path, module, (module, file), directory, "@cluster"
+    appname: str = "app"
+    pref: Any = None
+    host: str = "default"
+
+
+@dataclass
+class Cluster:
+    """A named group of members (``skitai.alias``); ctype is a PROTO_* or DB_* constant."""
+
+    name: str                      # without the leading "@"
+    ctype: str
+    members: list[str]
+    role: str = ""
+    source: str = ""
+    ssl: bool = False
+
+
+@dataclass
+class Limits:
+    """Every protocol limit has a default here and a setter in the launch API."""
+
+    max_request_line: int = 8 * 1024          # bytes of method + target + version
+    max_header_size: int = 64 * 1024          # all header lines together
+    max_headers: int = 100                    # header count
+    max_body_size: int = 64 * 1024 * 1024     # any request body, bytes (413 above)
+    keep_alive: float = 30.0                  # idle seconds between requests (SK-16)
+    network_timeout: float = 30.0             # idle seconds while a request is read or a response written
+    max_pipelined: int = 16                   # requests queued on one connection before reading pauses
+    write_buffer_high: int = 256 * 1024       # transport high-water mark for back-pressure
+    # HTTP/2
+    h2_max_concurrent_streams: int = 100
+    h2_max_header_list_size: int = 64 * 1024
+    h2_idle_timeout: float = 120.0
+    # WebSocket
+    ws_max_message_size: int = 16 * 1024 * 1024
+    ws_ping_interval: float = 20.0
+
+
+@dataclass
+class Config:
+    address: str = "0.0.0.0"
+    port: int = 5000
+    threads: int = 4                # 0: apps run on the loop thread
+    workers: int = 1                # prefork processes sharing the port (SO_REUSEPORT)
+    backlog: int = 1024
+    logpath: str | None = None      # None: logs go to the console
+    varpath: str | None = None
+    verbose: bool = False           # -v: echo file logs to the console too
+    mounts: list[Mount] = field(default_factory=list)
+    clusters: dict[str, Cluster] = field(default_factory=dict)
+    max_ages: dict[str, int] = field(default_factory=dict)     # static path prefix -> seconds
+    limits: Limits = field(default_factory=Limits)
+    # TLS and the forward listener
+    certfile: str | None = None
+    keyfile: str | None = None
+    passphrase: str | None = None
+    forward_port: int | None = None     # enable_forward(80, 443): listen here ...
+    forward_to: int | None = None       # ... and redirect to this HTTPS port
+    # features filled by later issues and plugins
+    proxy: bool = False
+    proxy_unsecure_https: bool = False
+    blacklist_dir: str | None = None
+    rcache_objmax: int = 100
+    cachefs: dict[str, Any] = field(default_factory=dict)
+    gateway: dict[str, Any] = field(default_factory=dict)
+    smtpda: dict[str, Any] | None = None
+    cron: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)   # plugin-owned settings, keyed by plugin name

@@ -1,0 +1,3 @@
+"""API gateway for Skitai (built in a later issue)."""
+
+__version__ = "1.0.0.dev0"
