@@ -17,7 +17,8 @@ class Mount:
     target: Any                    # app object, file path, module, (module, file), directory, "@cluster"
     appname: str = "app"
     pref: Any = None
-    host: str = "default"
+    host: str = "default"          # a name, ".suffix.com", several names space-separated, "default" or "*"
+    source: str | None = None      # for an app object: the file it was defined in (the reloader watches it)
 
 
 @dataclass
@@ -48,9 +49,20 @@ class Limits:
     h2_max_concurrent_streams: int = 100
     h2_max_header_list_size: int = 64 * 1024
     h2_idle_timeout: float = 120.0
+    h2_flood_window: float = 10.0             # seconds over which the flood counters below run
+    h2_max_resets: int = 200                  # RST_STREAM from the client per window (rapid reset)
+    h2_max_settings: int = 100                # SETTINGS frames per window
+    h2_max_pings: int = 100                   # PING frames per window
+    h2_max_header_frames: int = 32            # HEADERS + CONTINUATION frames of one header block
+    h2_header_table_size: int = 4096          # HPACK dynamic table we let the client use
+    h2_window_size: int = 256 * 1024          # receive window per stream: request body buffered at most
     # WebSocket
     ws_max_message_size: int = 16 * 1024 * 1024
     ws_ping_interval: float = 20.0
+    ws_ping_timeout: float = 20.0             # no PONG this long after a PING: the peer is gone
+    ws_deflate: bool = True                   # accept permessage-deflate when the client offers it
+    ws_origins: tuple[str, ...] = ()          # allowed Origin values ("https://a.example"); () allows any
+    ws_max_queue: int = 64                    # messages waiting for a busy handler before reading pauses
 
 
 @dataclass
@@ -63,6 +75,9 @@ class Config:
     logpath: str | None = None      # None: logs go to the console
     varpath: str | None = None
     verbose: bool = False           # -v: echo file logs to the console too
+    workdir: str | None = None      # where relative mount paths point and run() chdirs; None: getswd()
+    pidfile: str | None = None      # daemon pid file; None: <varpath>/skitai.pid
+    stop_timeout: float = 10.0      # seconds a graceful stop waits for workers before killing them
     mounts: list[Mount] = field(default_factory=list)
     clusters: dict[str, Cluster] = field(default_factory=dict)
     max_ages: dict[str, int] = field(default_factory=dict)     # static path prefix -> seconds
@@ -73,6 +88,8 @@ class Config:
     passphrase: str | None = None
     forward_port: int | None = None     # enable_forward(80, 443): listen here ...
     forward_to: int | None = None       # ... and redirect to this HTTPS port
+    forward_ip: str = ""                # address of the forward listener ("": same as address)
+    forward_domain: str | None = None   # host name in the redirect (None: the request's Host)
     # features filled by later issues and plugins
     proxy: bool = False
     proxy_unsecure_https: bool = False

@@ -1,0 +1,106 @@
+"""The awaitable API: ``await aquests.aio.get(url)`` and ``async with aquests.Session() as s``.
+
+Both run on the caller's event loop over the same machinery as ``fetchall()``. Module-level
+functions share the running loop's connection pools; a Session owns its pools and closes them.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from . import verbs
+from .http import url as urlmod
+from .http.client import Client
+from .http.pool import IDLE_TIMEOUT, MAX_PER_ORIGIN, PoolManager
+from .response import Response
+from .rpc import grpc as grpcmod
+from .rpc import xmlrpc
+from .rpc.stub import Stub
+
+
+class _Verbs:
+    """get/post/... and their *form/*json/*xml/*nvp variants over ``self.client``."""
+
+    client: Client
+
+    async def request(self, method: str, url: str, **kw: Any) -> Response:
+        return await self.client.request(method, url, **kw)
+
+    def _verb(self, name: str):
+        method, variant = verbs.split_name(name)
+
+        if method in ("POST", "PUT", "PATCH"):
+            async def call(url: str, data: Any = None, **kw: Any) -> Response:
+                return await self.client.request(method, url, **verbs.body_kwargs(variant, data), **kw)
+        else:
+            async def call(url: str, params: Any = None, **kw: Any) -> Response:
+                return await self.client.request(method, url, params=params, **kw)
+        call.__name__ = name
+        return call
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return self._verb(name)
+
+    async def upload(self, url: str, fields: Mapping[str, Any], **kw: Any) -> Response:
+        """multipart/form-data POST; file values are open files or paths (streamed)."""
+        return await self.client.request("POST", url, files=fields, **kw)
+
+    def rpc(self, url: str, **kw: Any) -> Stub:
+        """XML-RPC stub: ``await stub.method(*args)`` (dotted names allowed)."""
+        u = urlmod.parse(url)
+        client = self.client
+        return Stub(lambda name, args: xmlrpc.call(client, u, name, args, **kw), url)
+
+    def grpc(self, url: str, service: Any = None) -> grpcmod.GrpcStub:
+        """gRPC stub: ``await stub.Method(msg)``; ``stub.Method.stream(msg)``; ``await stub.Method.open()``."""
+        u = urlmod.parse(url)
+        client = self.client
+        return grpcmod.GrpcStub(client, u, service,
+                                lambda stub, desc, req, kw: grpcmod.invoke(client, u, desc, req, **kw))
+
+
+class Session(_Verbs):
+    """Connection pools and options for a group of requests on one event loop.
+
+    >>> async with aquests.Session(timeout=5) as s:
+    ...     r = await s.get("http://127.0.0.1:8080/")
+    """
+
+    def __init__(self, *, max_per_origin: int = MAX_PER_ORIGIN, idle_timeout: float = IDLE_TIMEOUT,
+                 **options: Any) -> None:
+        self.client = Client(pools=PoolManager(max_per_origin, idle_timeout), **options)
+
+    async def __aenter__(self) -> "Session":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        return self.client.jar.as_dict() if self.client.jar else {}
+
+
+class _Default(_Verbs):
+    """Module-level functions: one client per options set, pools shared per loop."""
+
+    def __init__(self) -> None:
+        self.client = Client()
+
+
+_default = _Default()
+request = _default.request
+upload = _default.upload
+rpc = _default.rpc
+grpc = _default.grpc
+
+
+def __getattr__(name: str):
+    if name in verbs.ALL_NAMES:
+        return _default._verb(name)
+    raise AttributeError(f"module 'aquests.aio' has no attribute {name!r}")

@@ -1,0 +1,325 @@
+"""PostgreSQL through psycopg2's asynchronous mode, driven by the event loop.
+
+``psycopg2.connect(dsn, async_=1)`` gives a non-blocking libpq connection; we call ``conn.poll()``
+whenever its socket is readable (a reader stays registered for the connection's life, which also
+notices a server that goes away while the connection is idle) or, when libpq asks, writable. No
+thread per query. The limits of the mode: autocommit always (transactions are ``BEGIN``/``COMMIT``
+sent as SQL on one pinned connection, see ``Transaction``), no ``executemany``, no server-side
+cursors, one query in flight per connection (the pool guarantees it).
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Sequence
+
+from .address import PG_PORT, parse_auth, parse_server
+from .deadline import Deadline
+from .errors import failure
+from .pool import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAXSIZE, Pool, get_pool
+from .response import DBResponse, make_rows
+
+try:
+    import psycopg2
+    import psycopg2.extensions as _ext
+except ImportError:  # pragma: no cover - the extra is missing
+    psycopg2 = None  # type: ignore[assignment]
+
+DEFAULT_TIMEOUT = 10.0
+
+
+def _require() -> None:
+    if psycopg2 is None:
+        raise RuntimeError("PostgreSQL support needs psycopg2: pip install 'aquests[postgresql]'")
+
+
+def make_dsn(server: str, dbname: str | None = None, auth: Any = None) -> str:
+    """A libpq DSN from the stub's arguments; a ``postgresql://`` URL passes through."""
+    _require()
+    if server.startswith(("postgresql://", "postgres://")):
+        return server
+    host, port = parse_server(server, PG_PORT)
+    user, password = parse_auth(auth)
+    return _ext.make_dsn(host=host, port=port, dbname=dbname, user=user, password=password)
+
+
+class PgConnection:
+    """One asynchronous psycopg2 connection registered with the running loop."""
+
+    def __init__(self, conn: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._conn = conn
+        self._loop = loop
+        self._fd = conn.fileno()
+        self._fut: asyncio.Future | None = None
+        self._writing = False
+        self._broken = False
+        self._cursor: Any = None
+        self._result_of: Any = None
+        self._deadline = Deadline(loop, self._expire)
+        self.notifies = conn.notifies
+        loop.add_reader(self._fd, self._on_readable)
+
+    @classmethod
+    async def open(cls, dsn: str) -> PgConnection:
+        _require()
+        loop = asyncio.get_running_loop()
+        self = cls(psycopg2.connect(dsn, async_=1), loop)
+        try:
+            await self._wait()
+        except BaseException:
+            self.close()
+            raise
+        self._cursor = self._conn.cursor()
+        return self
+
+    @property
+    def closed(self) -> bool:
+        return self._broken or self._conn.closed != 0
+
+    def close(self) -> None:
+        self._deadline.cancel()
+        if self._fd >= 0:
+            self._loop.remove_reader(self._fd)
+            if self._writing:
+                self._loop.remove_writer(self._fd)
+            self._fd = -1
+        self._broken = True
+        if not self._conn.closed:
+            self._conn.close()
+        fut, self._fut = self._fut, None
+        if fut is not None and not fut.done():
+            fut.set_exception(ConnectionError("connection closed"))
+
+    def query(self, sql: str, params: Any = None, deadline: float | None = None) -> asyncio.Future:
+        """Send one statement; the future gives (description, raw records or None, rowcount).
+
+        ``deadline`` (loop time) fails the future with TimeoutError and drops the connection, whose
+        query is left half-done.
+        """
+        if self._fut is not None:
+            raise RuntimeError("a query is already in flight on this connection")
+        if self.closed:
+            raise ConnectionError("connection already closed")
+        self._cursor.execute(sql, params)
+        fut = self._wait(self._cursor)
+        if deadline is not None and self._fut is not None:
+            self._deadline.start(deadline)
+        return fut
+
+    def _expire(self) -> None:
+        fut, self._fut = self._fut, None
+        if fut is not None and not fut.done():
+            fut.set_exception(TimeoutError("no answer from PostgreSQL within the timeout"))
+        self.close()
+
+    # -- polling
+    def _wait(self, cursor: Any = None) -> asyncio.Future:
+        fut = self._fut = self._loop.create_future()
+        self._result_of = cursor
+        self._step()
+        return fut
+
+    def _step(self) -> None:
+        try:
+            state = self._conn.poll()
+        except BaseException as exc:
+            if self._conn.closed:
+                self._broken = True
+            self._finish(exc)
+            return
+        if state == _ext.POLL_OK:
+            self._finish(None)
+        elif state == _ext.POLL_WRITE:
+            if not self._writing:
+                self._loop.add_writer(self._fd, self._step)
+                self._writing = True
+        elif self._writing:  # POLL_READ: the reader is always registered
+            self._loop.remove_writer(self._fd)
+            self._writing = False
+
+    def _finish(self, exc: BaseException | None) -> None:
+        self._deadline.done()
+        if self._writing:
+            self._loop.remove_writer(self._fd)
+            self._writing = False
+        fut, self._fut = self._fut, None
+        if fut is None or fut.done():
+            return
+        if exc is not None:
+            fut.set_exception(exc)
+            return
+        cur = self._result_of
+        if cur is None:
+            fut.set_result(None)
+            return
+        desc = cur.description
+        try:
+            fut.set_result((desc, cur.fetchall() if desc is not None else None, cur.rowcount))
+        except Exception as fetch_exc:  # decoding a value failed
+            fut.set_exception(fetch_exc)
+
+    def _on_readable(self) -> None:
+        if self._fut is not None:
+            self._step()
+            return
+        try:  # idle: take notifications, or learn the server went away
+            self._conn.poll()
+        except Exception:
+            self.close()
+
+
+class PostgreSQL:
+    """Requests to one PostgreSQL (server, db, user); connections come from the loop's shared pool."""
+
+    def __init__(self, server: str, dbname: str | None = None, auth: Any = None, *,
+                 timeout: float = DEFAULT_TIMEOUT, pool_size: int = DEFAULT_MAXSIZE,
+                 idle_timeout: float = DEFAULT_IDLE_TIMEOUT) -> None:
+        if timeout is None or timeout <= 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+        self.dsn = make_dsn(server, dbname, auth)
+        user, _ = parse_auth(auth)
+        self.key = ("pg", server, dbname, user)
+        self.url = f"postgresql://{server}/{dbname or ''}"
+        self.timeout = timeout
+        self.pool_size = pool_size
+        self.idle_timeout = idle_timeout
+        self._pool: Pool[PgConnection] | None = None
+
+    @property
+    def pool(self) -> Pool[PgConnection]:
+        """The running loop's pool for (server, db, user)."""
+        pool = self._pool
+        if pool is None or pool.loop is not asyncio.get_running_loop() or pool.is_closed:
+            dsn = self.dsn
+            pool = self._pool = get_pool(self.key, lambda: Pool(
+                lambda: PgConnection.open(dsn), maxsize=self.pool_size, idle_timeout=self.idle_timeout,
+                name=self.url))
+        return pool
+
+    async def execute(self, sql: str, params: Sequence | dict | None = None, *, meta: dict | None = None,
+                      timeout: float | None = None) -> DBResponse:
+        """Run ``sql`` on a pooled connection; never raises for DB or network failures."""
+        check_params(sql, params)
+        pool = self.pool
+        loop = pool.loop
+        started = loop.time()
+        deadline = started + (self.timeout if timeout is None else timeout)
+        conn = pool.try_acquire()
+        try:
+            if conn is None:
+                conn = await asyncio.wait_for(pool.acquire(), deadline - started)
+            desc, records, rowcount = await conn.query(sql, params, deadline)
+        except Exception as exc:
+            if conn is not None:
+                pool.release(conn, broken=conn.closed or not _is_sql_error(exc))
+            return failure(exc, url=self.url, method="execute", meta=meta)
+        except BaseException:
+            if conn is not None:
+                pool.release(conn, broken=True)
+            raise
+        pool.release(conn)
+        return _response(desc, records, rowcount, url=self.url, meta=meta, elapsed=loop.time() - started)
+
+    excute = execute  # the spelling of the original README
+
+    def transaction(self, *, timeout: float | None = None) -> Transaction:
+        """``async with pg.transaction() as tx: await tx.execute(...)`` on one pinned connection."""
+        return Transaction(self, self.timeout if timeout is None else timeout)
+
+
+def check_params(sql: Any, params: Any) -> None:
+    if not isinstance(sql, str) or not sql.strip():
+        raise ValueError(f"sql must be a non-empty string, got {sql!r}")
+    if params is not None and not isinstance(params, (tuple, list, dict)):
+        raise TypeError(f"params must be a tuple, list or dict, got {type(params).__name__}")
+
+
+def _response(desc: Any, records: list | None, rowcount: int, *, url: str, meta: dict | None,
+              elapsed: float) -> DBResponse:
+    rows = make_rows([d[0] for d in desc], records) if desc is not None else []
+    return DBResponse(rows, desc, url=url, method="execute", meta=meta, rowcount=rowcount, elapsed=elapsed)
+
+
+def _is_sql_error(exc: BaseException) -> bool:
+    """The server rejected the statement but the connection is fine (syntax, constraint, ...)."""
+    return psycopg2 is not None and isinstance(exc, psycopg2.Error) and not isinstance(
+        exc, (psycopg2.OperationalError, psycopg2.InterfaceError))
+
+
+class Transaction:
+    """BEGIN on enter, COMMIT on a clean exit, ROLLBACK when the block raised or a statement failed.
+
+    ``tx.execute`` returns responses like ``PostgreSQL.execute``; call ``raise_for_status()`` on one
+    to leave the block early. ``tx.committed`` tells what happened at the end.
+    """
+
+    def __init__(self, db: PostgreSQL, timeout: float) -> None:
+        self._db = db
+        self._timeout = timeout
+        self._pool: Pool[PgConnection] | None = None
+        self._conn: PgConnection | None = None
+        self.failed = False
+        self.committed: bool | None = None
+
+    async def __aenter__(self) -> Transaction:
+        self._pool = self._db.pool
+        self._conn = await asyncio.wait_for(self._pool.acquire(), self._timeout)
+        begun = await self.execute("BEGIN")
+        if not begun.ok:
+            self._drop(broken=True)
+            begun.raise_for_status()
+        return self
+
+    async def execute(self, sql: str, params: Sequence | dict | None = None, *,
+                      meta: dict | None = None) -> DBResponse:
+        check_params(sql, params)
+        conn = self._conn
+        if conn is None:
+            raise RuntimeError("transaction is not active (use it inside 'async with')")
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            desc, records, rowcount = await conn.query(sql, params, started + self._timeout)
+        except Exception as exc:
+            self.failed = True
+            return failure(exc, url=self._db.url, method="execute", meta=meta)
+        except BaseException:
+            self._drop(broken=True)
+            raise
+        return _response(desc, records, rowcount, url=self._db.url, meta=meta, elapsed=loop.time() - started)
+
+    excute = execute
+
+    async def commit(self) -> DBResponse:
+        return await self._end("ROLLBACK" if self.failed else "COMMIT")
+
+    async def rollback(self) -> DBResponse:
+        return await self._end("ROLLBACK")
+
+    async def _end(self, sql: str) -> DBResponse:
+        if self._conn is None:
+            raise RuntimeError("transaction already ended")
+        self.failed = False
+        res = await self.execute(sql)
+        self.committed = res.ok and sql == "COMMIT"
+        self._drop(broken=not res.ok)
+        return res
+
+    async def __aexit__(self, exc_type, exc, tb) -> None:
+        if self._conn is None:
+            return
+        if exc_type is not None and self._conn.closed:
+            self._drop(broken=True)
+            self.committed = False
+        elif exc_type is not None or self.failed:
+            await self._end("ROLLBACK")
+            self.committed = False
+        else:
+            await self._end("COMMIT")
+
+    def _drop(self, broken: bool) -> None:
+        if self._conn is not None and self._pool is not None:
+            self._pool.release(self._conn, broken=broken or self._conn.closed)
+        self._conn = None
+
+
+__all__ = ["PgConnection", "PostgreSQL", "Transaction", "make_dsn"]

@@ -1,0 +1,138 @@
+"""RESP2, the Redis wire format: encode commands and read replies, sans-IO.
+
+``encode_command(args)`` gives the bytes of one command. ``RespReader`` is fed whatever the socket
+delivered and hands out complete replies: simple strings as ``str``, integers as ``int``, bulk strings
+as ``bytes`` (``None`` for nil), arrays as ``list``, and error replies as ``ReplyError`` *values* (not
+raised, so one failed command in a pipeline does not hide the others).
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+MAX_BULK = 512 * 1024 * 1024  # Redis' own proto-max-bulk-len default
+MAX_ARRAY = 2 ** 31 - 1
+MAX_LINE = 64 * 1024  # a header line longer than this is not RESP
+
+
+class ProtocolError(Exception):
+    """The bytes from the server are not RESP2."""
+
+
+class ReplyError(Exception):
+    """An error reply (``-ERR ...``): returned as a value, raised only by the caller's choice."""
+
+    @property
+    def kind(self) -> str:
+        """The first word of the message, e.g. ``ERR``, ``WRONGTYPE``, ``NOAUTH``."""
+        return str(self).split(" ", 1)[0]
+
+
+class _Incomplete(Exception):
+    pass
+
+
+NOT_READY = object()  # get() when no complete reply is buffered
+_INCOMPLETE = _Incomplete()
+
+
+def _encode_arg(arg: Any) -> bytes:
+    if isinstance(arg, bytes):
+        return arg
+    if isinstance(arg, str):
+        return arg.encode()
+    if isinstance(arg, bool):
+        raise TypeError("Redis has no boolean type: send 0/1 or a string")
+    if isinstance(arg, (int, float)):
+        return repr(arg).encode()
+    if isinstance(arg, (bytearray, memoryview)):
+        return bytes(arg)
+    raise TypeError(f"cannot send {type(arg).__name__} to Redis: use bytes, str, int or float")
+
+
+def encode_command(args: Iterable[Any]) -> bytes:
+    parts = [a.encode() if type(a) is str else _encode_arg(a) for a in args]
+    if not parts:
+        raise ValueError("empty Redis command")
+    out = [b"*%d\r\n" % len(parts)]
+    for p in parts:
+        out.append(b"$%d\r\n%s\r\n" % (len(p), p))
+    return b"".join(out)
+
+
+class RespReader:
+    """Incremental RESP2 reply parser."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._pos = 0
+
+    def feed(self, data: bytes) -> None:
+        if self._pos and self._pos == len(self._buf):
+            self._buf.clear()
+            self._pos = 0
+        self._buf += data
+
+    def get(self) -> Any:
+        """The next complete reply, or ``NOT_READY``."""
+        if self._pos >= len(self._buf):
+            return NOT_READY
+        try:
+            value, self._pos = self._parse(self._pos)
+        except _Incomplete:
+            return NOT_READY
+        if self._pos > 65536 and self._pos * 2 > len(self._buf):
+            del self._buf[:self._pos]
+            self._pos = 0
+        return value
+
+    def _line(self, pos: int) -> tuple[bytes, int]:
+        end = self._buf.find(b"\r\n", pos)
+        if end < 0:
+            if len(self._buf) - pos > MAX_LINE:
+                raise ProtocolError("reply line too long")
+            raise _INCOMPLETE
+        return bytes(self._buf[pos:end]), end + 2
+
+    def _parse(self, pos: int) -> tuple[Any, int]:
+        buf = self._buf
+        kind = buf[pos]
+        line, pos = self._line(pos + 1)
+        if kind == 36:  # $ bulk string
+            n = self._int(line)
+            if n < 0:
+                return None, pos
+            if n > MAX_BULK:
+                raise ProtocolError(f"bulk string of {n} bytes is over the {MAX_BULK} limit")
+            end = pos + n
+            if len(buf) < end + 2:
+                raise _INCOMPLETE
+            if buf[end:end + 2] != b"\r\n":
+                raise ProtocolError("bulk string not terminated by CRLF")
+            return bytes(buf[pos:end]), end + 2
+        if kind == 43:  # + simple string
+            return line.decode("utf-8", "replace"), pos
+        if kind == 58:  # : integer
+            return self._int(line), pos
+        if kind == 42:  # * array
+            n = self._int(line)
+            if n < 0:
+                return None, pos
+            if n > MAX_ARRAY:
+                raise ProtocolError(f"array of {n} items is over the limit")
+            items = []
+            for _ in range(n):
+                if pos >= len(buf):
+                    raise _INCOMPLETE
+                item, pos = self._parse(pos)
+                items.append(item)
+            return items, pos
+        if kind == 45:  # - error
+            return ReplyError(line.decode("utf-8", "replace")), pos
+        raise ProtocolError(f"unknown RESP type byte {bytes([kind])!r}")
+
+    @staticmethod
+    def _int(line: bytes) -> int:
+        try:
+            return int(line)
+        except ValueError:
+            raise ProtocolError(f"bad integer in reply: {line[:40]!r}") from None

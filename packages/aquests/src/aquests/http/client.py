@@ -1,0 +1,408 @@
+"""The HTTP request pipeline: pools, HTTP/1.1 or HTTP/2, redirects, auth, cookies, proxies.
+
+Every network failure ends as a failed :class:`~aquests.response.Response` (7xx), never an
+exception; bad arguments raise ValueError/TypeError when the request is built.
+"""
+from __future__ import annotations
+
+import asyncio
+import http
+import json as _json
+import time
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+from .. import codes
+from ..response import Headers, Response
+from . import multipart, redirects, tls
+from . import url as urlmod
+from .auth import Auth, digest_header, parse_challenge
+from .body import Body, make_body
+from .connect import open_connection
+from .cookies import Jar, response_cookies
+from .errors import ClientError, ConnectionClosed, ProtocolError, classify
+from .h1 import MAX_BODY_SIZE, MAX_HEADER_SIZE, H1Connection
+from .h2 import H2Connection, H2Stream
+from .pool import IDLE_TIMEOUT, MAX_PER_ORIGIN, OriginPool, PoolManager, for_loop
+from .proxy import Proxy
+
+USER_AGENT = "aquests/1.0"
+_HOP_BY_HOP = frozenset((b"connection", b"host", b"keep-alive", b"transfer-encoding", b"upgrade",
+                         b"proxy-connection"))
+
+
+def _phrase(status: int) -> str:
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
+def _check_header(name: str, value: str) -> None:
+    if any(c in name for c in "\r\n:") or "\r" in value or "\n" in value:
+        raise ValueError(f"invalid header {name!r}: names and values may not contain CR/LF")
+
+
+class Client:
+    """Options shared by many requests plus the connection pools they use.
+
+    With ``pools=None`` the pools of the running event loop are shared with every other
+    client on that loop; a :class:`~aquests.aio.Session` owns its own.
+    """
+
+    def __init__(self, *, timeout: float = 10.0, verify: Any = True, cert: Any = None,
+                 force_http1: bool = False, http2: bool = False, http2_streams: int = 100,
+                 allow_redirects: bool = True, max_redirects: int = redirects.MAX_REDIRECTS,
+                 max_header_size: int = MAX_HEADER_SIZE, max_body_size: int = MAX_BODY_SIZE,
+                 cookie: bool = False, proxy: str | None = None, headers: Mapping[str, str] | None = None,
+                 pools: PoolManager | None = None, max_per_origin: int = MAX_PER_ORIGIN,
+                 idle_timeout: float = IDLE_TIMEOUT) -> None:
+        if timeout is None or timeout <= 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+        if http2_streams < 1:
+            raise ValueError("http2_streams must be >= 1")
+        if max_header_size < 1024:
+            raise ValueError("max_header_size must be at least 1024 bytes")
+        if max_redirects < 0:
+            raise ValueError("max_redirects must be >= 0")
+        self.timeout = float(timeout)
+        self.verify = verify
+        self.cert = cert
+        self.force_http1 = force_http1
+        self.http2 = http2
+        self.http2_streams = http2_streams
+        self.allow_redirects = allow_redirects
+        self.max_redirects = max_redirects
+        self.max_header_size = max_header_size
+        self.max_body_size = max_body_size
+        self.jar = Jar() if cookie else None
+        self.proxy = Proxy(proxy) if proxy else None
+        self.headers = self._norm_headers(headers)
+        self._pools = pools
+        self._pool_opts = (max_per_origin, idle_timeout)
+        if pools is None and (max_per_origin, idle_timeout) != (MAX_PER_ORIGIN, IDLE_TIMEOUT):
+            self._pools = PoolManager(max_per_origin, idle_timeout)
+
+    @property
+    def pools(self) -> PoolManager:
+        return self._pools if self._pools is not None else for_loop()
+
+    async def close(self) -> None:
+        if self._pools is not None:
+            await self._pools.close()
+
+    # -- building -------------------------------------------------------------------------------
+    @staticmethod
+    def _norm_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
+        if not headers:
+            return {}
+        if not isinstance(headers, Mapping):
+            headers = dict(headers)
+        out = {}
+        for k, v in headers.items():
+            v = str(v)
+            _check_header(k, v)
+            out[k.lower()] = v
+        return out
+
+    def build_body(self, data: Any = None, json: Any = None, files: Mapping | None = None,
+                   content_type: str | None = None) -> tuple[Body, str | None]:
+        """(body, content-type) from exactly one of ``data``/``json``/``files``."""
+        if sum(x is not None for x in (data, json, files)) > 1:
+            raise ValueError("pass only one of data=, json= and files=")
+        if files is not None:
+            body, ctype = multipart.encode(files)
+            return body, ctype
+        if json is not None:
+            return Body(_json.dumps(json).encode()), content_type or "application/json"
+        if isinstance(data, Mapping) or (isinstance(data, list) and data and isinstance(data[0], tuple)):
+            return Body(urlencode(data, doseq=True).encode()), content_type or "application/x-www-form-urlencoded"
+        return make_body(data), content_type
+
+    # -- the request ----------------------------------------------------------------------------
+    async def request(self, method: str, url: str, *, params: Any = None, data: Any = None, json: Any = None,
+                      files: Mapping | None = None, headers: Mapping[str, str] | None = None,
+                      auth: Any = None, proxy: str | None = None, timeout: float | None = None,
+                      stream: bool = False, allow_redirects: bool | None = None,
+                      content_type: str | None = None, http2: bool | None = None,
+                      meta: dict | None = None) -> Response:
+        """Send one request; network failures come back as a 7xx Response."""
+        if not isinstance(method, str) or not method.isalpha():
+            raise ValueError(f"bad HTTP method {method!r}")
+        method = method.upper()
+        u = urlmod.parse(url, params)
+        body, ctype = self.build_body(data, json, files, content_type)
+        return await self.send(method, u, body, ctype, headers=headers, auth=auth, proxy=proxy,
+                               timeout=timeout, stream=stream, allow_redirects=allow_redirects,
+                               http2=http2, meta=meta)
+
+    async def send(self, method: str, u: urlmod.URL, body: Body, ctype: str | None = None, *,
+                   headers: Mapping[str, str] | None = None, auth: Any = None, proxy: str | None = None,
+                   timeout: float | None = None, stream: bool = False, allow_redirects: bool | None = None,
+                   http2: bool | None = None, meta: dict | None = None) -> Response:
+        """Like :meth:`request` with the URL parsed and the body built (the queue's fast path)."""
+        t0 = time.perf_counter()
+        hdrs = dict(self.headers)
+        if headers:
+            hdrs.update(self._norm_headers(headers))
+        if ctype and "content-type" not in hdrs:
+            hdrs["content-type"] = ctype
+        a = Auth(auth) if auth is not None else None
+        if a is not None and "authorization" not in hdrs:
+            h = a.header()
+            if h:
+                hdrs["authorization"] = h
+        px = Proxy(proxy) if proxy else self.proxy
+        follow = self.allow_redirects if allow_redirects is None else allow_redirects
+        tmo = self.timeout if timeout is None else timeout
+        if tmo <= 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {tmo!r}")
+        h2c = self.http2 if http2 is None else http2
+        history: list[Response] = []
+        challenged = False
+        origin = u.origin
+        while True:
+            resp = await self._exchange(method, u, hdrs, body, px, tmo, stream, h2c)
+            if self.jar is not None and not codes.is_failure(resp.status_code):
+                self.jar.store(u, resp.headers)
+            status = resp.status_code
+            if (follow and status in redirects.REDIRECT_CODES and "location" in resp.headers):
+                if len(history) >= self.max_redirects:
+                    resp = Response.failed(codes.REQUEST_FAILED,
+                                           f"more than {self.max_redirects} redirects", url=u.full,
+                                           method=method)
+                    break
+                await _discard(resp)
+                history.append(resp)
+                try:
+                    u = urlmod.join(u, resp.headers["location"])
+                except ValueError as exc:
+                    resp = Response.failed(codes.REQUEST_FAILED, f"bad redirect: {exc}", url=u.full,
+                                           method=method)
+                    break
+                method, keep = redirects.next_method(status, method)
+                if not keep:
+                    body = Body(b"")
+                    hdrs.pop("content-type", None)
+                hdrs = redirects.strip_on_cross_origin(hdrs, u.origin == origin)
+                continue
+            if status == 401 and a is not None and a.bearer is None and not challenged:
+                scheme, chal = _pick_digest(resp.headers)
+                if scheme == "digest" and body.replayable:
+                    challenged = True
+                    try:
+                        hdrs["authorization"] = digest_header(a, chal, method, u.target)
+                    except ValueError as exc:
+                        resp.reason = f"{resp.reason} ({exc})"
+                        break
+                    await _discard(resp)
+                    history.append(resp)
+                    continue
+            break
+        resp.history = history
+        resp.elapsed = time.perf_counter() - t0
+        if meta is not None:
+            resp.meta = meta
+        return resp
+
+    async def _exchange(self, method: str, u: urlmod.URL, hdrs: dict[str, str], body: Body,
+                        px: Proxy | None, tmo: float, stream: bool, h2c: bool) -> Response:
+        if self.jar is not None:
+            cookie = self.jar.cookie_header(u)
+            if cookie:
+                hdrs = {**hdrs, "cookie": cookie}
+        pool, may_h2 = self._pool_for(u, px, h2c)
+        for attempt in (0, 1):
+            conn = None
+            try:
+                async with asyncio.timeout(tmo):
+                    conn = await pool.acquire(may_h2)
+                    if conn.http2:
+                        return await self._h2(conn, pool, method, u, hdrs, body, stream, tmo)
+                    reused = conn.served > 0
+                    return await self._h1(conn, pool, method, u, hdrs, body, stream, px, tmo)
+            except Exception as exc:  # noqa: BLE001 - every failure becomes a Response
+                stale = (attempt == 0 and conn is not None and not conn.http2 and reused
+                         and isinstance(exc, (ConnectionClosed, ConnectionResetError, BrokenPipeError))
+                         and not conn.headers_done and body.replayable)
+                if stale:
+                    continue  # the server dropped an idle keep-alive connection: try a fresh one
+                code, reason = classify(exc)
+                return Response.failed(code, reason, url=u.full, method=method, error=exc)
+        raise AssertionError("unreachable")
+
+    def _pool_for(self, u: urlmod.URL, px: Proxy | None, h2c: bool) -> tuple[OriginPool, bool]:
+        https = u.scheme == "https"
+        may_h2 = (https and not self.force_http1) or (not https and h2c and px is None)
+        key = (u.scheme, u.host, u.port, px.key if px else None, may_h2,
+               id(self.verify) if https else None)
+        pools = self.pools
+        pool = pools.pools.get(key)
+        if pool is None:
+            ctx = None
+            if https:
+                alpn = ("http/1.1",) if self.force_http1 else ("h2", "http/1.1")
+                ctx = tls.context(self.verify, alpn, self.cert)
+            mhs, mbs, streams = self.max_header_size, self.max_body_size, self.http2_streams
+
+            def opener():
+                return open_connection(u, proxy=px, ssl_ctx=ctx, h2_prior=may_h2 and not https,
+                                       make_h1=lambda: H1Connection(mhs, mbs),
+                                       make_h2=lambda: H2Connection(streams, mhs))
+            pool = pools.get(key, opener)
+        return pool, may_h2
+
+    # -- HTTP/1.1 -------------------------------------------------------------------------------
+    async def _h1(self, conn: H1Connection, pool: OriginPool, method: str, u: urlmod.URL,
+                  hdrs: dict[str, str], body: Body, stream: bool, px: Proxy | None, tmo: float) -> Response:
+        target = u.full if (px is not None and u.scheme == "http") else u.target
+        lines = [f"{method} {target} HTTP/1.1\r\nhost: {u.authority}\r\n"]
+        if "user-agent" not in hdrs:
+            lines.append(f"user-agent: {USER_AGENT}\r\n")
+        for k, v in hdrs.items():
+            lines.append(f"{k}: {v}\r\n")
+        if px is not None and px.auth and u.scheme == "http":
+            lines.append(f"proxy-authorization: {px.auth}\r\n")
+        n = body.length
+        if n is None:
+            lines.append("transfer-encoding: chunked\r\n")
+        elif n or method in ("POST", "PUT", "PATCH"):
+            lines.append(f"content-length: {n}\r\n")
+        lines.append("\r\n")
+        head = "".join(lines).encode("latin-1")
+        if stream:
+            conn.on_idle = pool.release
+        try:
+            await conn.request(head, body, head_only=method == "HEAD", stream=stream)
+        except BaseException:
+            conn.on_idle = None
+            pool.release(conn)
+            raise
+        resp = Response(conn.status, conn.reason.decode("latin-1"),
+                        headers=Headers([(k.decode("latin-1"), v.decode("latin-1")) for k, v in conn.headers]),
+                        url=u.full, method=method, version="1.1")
+        if conn.stream is not None:
+            resp.stream = conn.stream
+            resp.stream.timeout = tmo
+        else:
+            conn.on_idle = None
+            resp.content = b"".join(conn.body) if len(conn.body) != 1 else conn.body[0]
+            pool.release(conn)
+        if "set-cookie" in resp.headers:
+            resp.cookies = response_cookies(resp.headers)
+        return resp
+
+    # -- HTTP/2 ---------------------------------------------------------------------------------
+    def h2_headers(self, method: str, u: urlmod.URL, hdrs: Mapping[str, str],
+                   length: int | None) -> list[tuple[bytes, bytes]]:
+        out = [(b":method", method.encode()), (b":scheme", u.scheme.encode()),
+               (b":authority", u.authority.encode()), (b":path", u.target.encode())]
+        if "user-agent" not in hdrs:
+            out.append((b"user-agent", USER_AGENT.encode()))
+        for k, v in hdrs.items():
+            kb = k.encode("latin-1")
+            if kb not in _HOP_BY_HOP:
+                out.append((kb, v.encode("latin-1")))
+        if length:
+            out.append((b"content-length", str(length).encode()))
+        return out
+
+    async def open_stream(self, u: urlmod.URL, headers: list[tuple[bytes, bytes]], *,
+                          end_stream: bool = False, timeout: float | None = None) -> H2Stream:
+        """An HTTP/2 stream to ``u`` (h2c prior knowledge for http://): gRPC's transport.
+
+        The stream slot goes back to the pool when the stream ends or is reset.
+        """
+        pool, _ = self._pool_for(u, None, True)
+        async with asyncio.timeout(timeout or self.timeout):
+            conn = await pool.acquire(True)
+        if not conn.http2:
+            pool.release(conn)
+            raise ProtocolError(f"{u.authority} does not speak HTTP/2 (ALPN chose HTTP/1.1)")
+        try:
+            st = conn.open_stream(headers, end_stream)
+        except BaseException:
+            pool.release(conn)
+            raise
+        st.on_done = lambda: pool.release(conn)
+        return st
+
+    async def _h2(self, conn: H2Connection, pool: OriginPool, method: str, u: urlmod.URL,
+                  hdrs: dict[str, str], body: Body, stream: bool, tmo: float) -> Response:
+        has_body = body.data is None or bool(body.data)
+        try:
+            st = conn.open_stream(self.h2_headers(method, u, hdrs, body.length), not has_body)
+        except BaseException:
+            pool.release(conn)
+            raise
+        st.on_done = lambda: pool.release(conn)
+        try:
+            if has_body:
+                if body.data is not None:
+                    await st.send(body.data, True)
+                else:
+                    async for chunk in body.chunks():
+                        await st.send(chunk)
+                    st.end()
+            raw = await st.response()
+            resp = h2_response(raw, u, method)
+            if stream:
+                resp.stream = st.body
+                resp.stream.timeout = tmo
+                resp.stream.on_close = st.reset if not st.ended else None
+                return resp
+            resp.content = await read_limited(st.body, self.max_body_size)
+        except BaseException:
+            if not st.ended:
+                st.reset()
+            raise
+        if st.trailers:
+            resp.trailers = Headers([(k.decode("latin-1"), v.decode("latin-1")) for k, v in st.trailers])
+        return resp
+
+
+def h2_response(raw: list[tuple[bytes, bytes]], u: urlmod.URL, method: str) -> Response:
+    status = 0
+    items = []
+    for k, v in raw:
+        if k == b":status":
+            status = int(v)
+        elif not k.startswith(b":"):
+            items.append((k.decode("latin-1"), v.decode("latin-1")))
+    if not status:
+        raise ProtocolError("HTTP/2 response without :status")
+    resp = Response(status, _phrase(status), headers=Headers(items), url=u.full, method=method, version="2")
+    if "set-cookie" in resp.headers:
+        resp.cookies = response_cookies(resp.headers)
+    return resp
+
+
+async def read_limited(stream, limit: int) -> bytes:
+    parts = []
+    size = 0
+    while chunk := await stream.read_chunk():
+        size += len(chunk)
+        if size > limit:
+            raise ProtocolError(f"response body exceeds the {limit}-byte limit (use stream=True)")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
+async def _discard(resp: Response) -> None:
+    """Drain (or drop) a streamed body we are not going to hand out."""
+    if resp.stream is not None:
+        try:
+            async with asyncio.timeout(5):
+                resp.content = await read_limited(resp.stream, 1024 * 1024)
+        except (ClientError, TimeoutError, OSError):
+            resp.stream.close()
+        resp.stream = None
+
+
+def _pick_digest(headers: Headers) -> tuple[str, dict[str, str]]:
+    for value in headers.get_all("www-authenticate", ()):
+        scheme, params = parse_challenge(value)
+        if scheme == "digest":
+            return scheme, params
+    return "", {}

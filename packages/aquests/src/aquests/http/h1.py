@@ -1,0 +1,228 @@
+"""One HTTP/1.1 connection: httptools parses the response, one request at a time."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httptools
+
+from .body import Body, BodyStream
+from .errors import ClientError, ConnectionClosed, ProtocolError
+
+MAX_HEADER_SIZE = 64 * 1024          # bytes of response header names+values
+MAX_BODY_SIZE = 256 * 1024 * 1024    # bytes of a buffered (non-streamed) response body
+
+
+class H1Connection(asyncio.Protocol):
+    """A keep-alive HTTP/1.1 connection. The pool hands it to one request at a time."""
+
+    http2 = False
+
+    def __init__(self, max_header_size: int = MAX_HEADER_SIZE, max_body_size: int = MAX_BODY_SIZE) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.max_header_size = max_header_size
+        self.max_body_size = max_body_size
+        self.closed = False
+        self.idle_since = time.monotonic()
+        self.on_idle = None  # set by the client: called when a streamed body has been read
+        self.served = 0      # requests sent on this connection
+        self.waiter: asyncio.Future | None = None
+        self.stream: BodyStream | None = None
+        self._write_waiter: asyncio.Future | None = None
+        self._paused_writing = False
+        self._cb_exc: BaseException | None = None
+        self._fresh_parser = False
+        self._reset(False, False)
+
+    def _reset(self, head_only: bool, stream: bool) -> None:
+        if self._fresh_parser:
+            self.parser = httptools.HttpResponseParser(self)
+            self._fresh_parser = False
+        self.status = 0
+        self.reason = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.hsize = 0
+        self.body: list[bytes] = []
+        self.bsize = 0
+        self.head_only = head_only
+        self.want_stream = stream
+        self.headers_done = False
+        self.complete = False
+        self.keep_alive = False
+        self.until_close = False
+        self._has_length = False
+
+    # -- asyncio.Protocol -----------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        busy = (self.waiter is not None and not self.waiter.done()) or (
+            self.stream is not None and not self.complete)
+        if busy:
+            if self.headers_done and self.until_close:
+                self.keep_alive = False
+                self.on_message_complete()
+            elif self.headers_done:
+                self._fail(ConnectionClosed(f"server closed the connection mid-body after {self.bsize} bytes"))
+            else:
+                self._fail(ConnectionClosed("server closed the connection before sending a response"))
+        w = self._write_waiter
+        if w is not None and not w.done():
+            w.set_exception(ConnectionClosed("connection lost while sending the request"))
+
+    def data_received(self, data: bytes) -> None:
+        if self.complete or (self.waiter is None and self.stream is None):
+            self.close()  # bytes nobody asked for: this connection cannot be trusted
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError:
+            self._fail(self._cb_exc or ProtocolError("malformed response"))
+        except httptools.HttpParserUpgrade:
+            self._fail(ProtocolError("unexpected protocol upgrade in response"))
+        except httptools.HttpParserError as exc:
+            self._fail(ProtocolError(f"malformed response: {exc}"))
+
+    def pause_writing(self) -> None:
+        self._paused_writing = True
+
+    def resume_writing(self) -> None:
+        self._paused_writing = False
+        w = self._write_waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    # -- httptools callbacks --------------------------------------------------------------------
+    def on_status(self, status: bytes) -> None:
+        self.reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.hsize += len(name) + len(value)
+        if self.hsize > self.max_header_size:
+            self._cb_exc = ProtocolError(f"response headers exceed the {self.max_header_size}-byte limit")
+            raise self._cb_exc
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if status < 200:  # 1xx informational: wait for the real response
+            self.reason = b""
+            self.headers = []
+            self.hsize = 0
+            return
+        self.status = status
+        self.headers_done = True
+        self.keep_alive = self.parser.should_keep_alive()
+        if self.head_only or status in (204, 304):
+            self._fresh_parser = True
+            self.on_message_complete()
+            return
+        for name, value in self.headers:
+            n = name.lower()
+            if n == b"content-length" or (n == b"transfer-encoding" and b"chunked" in value.lower()):
+                self._has_length = True
+                break
+        if not self._has_length:
+            self.until_close = True
+            self.keep_alive = False
+        if self.want_stream:
+            self.stream = BodyStream(self.transport.pause_reading, self.transport.resume_reading)
+            self.stream.on_close = self._stream_closed
+            w = self.waiter
+            if w is not None and not w.done():
+                w.set_result(None)
+
+    def on_body(self, body: bytes) -> None:
+        self.bsize += len(body)
+        if self.stream is not None:
+            self.stream.feed(body)
+        else:
+            if self.bsize > self.max_body_size:
+                self._cb_exc = ProtocolError(
+                    f"response body exceeds the {self.max_body_size}-byte limit (use stream=True)")
+                raise self._cb_exc
+            self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        if not self.headers_done or self.complete:
+            return
+        self.complete = True
+        if self.stream is not None:
+            self.stream.feed_eof()
+            self._done_streaming()
+        else:
+            w = self.waiter
+            if w is not None and not w.done():
+                w.set_result(None)
+
+    # -- request --------------------------------------------------------------------------------
+    async def request(self, head: bytes, body: Body, *, head_only: bool = False, stream: bool = False) -> None:
+        """Send one request and wait for the response (its head only, when ``stream``)."""
+        self._reset(head_only, stream)
+        self.stream = None
+        self.served += 1
+        fut = self.waiter = asyncio.get_running_loop().create_future()
+        try:
+            if body.data is not None:
+                self.transport.write(head + body.data if body.data else head)
+            else:
+                await self._send_stream(head, body, fut)
+            await fut
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            self.waiter = None
+
+    async def _send_stream(self, head: bytes, body: Body, fut: asyncio.Future) -> None:
+        write = self.transport.write
+        write(head)
+        chunked = body.length is None
+        async for chunk in body.chunks():
+            write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+            if self._paused_writing:
+                self._write_waiter = asyncio.get_running_loop().create_future()
+                await self._write_waiter
+            if fut.done() or self.closed:  # the server answered (or hung up) early
+                return
+        if chunked:
+            write(b"0\r\n\r\n")
+
+    # -- state ----------------------------------------------------------------------------------
+    @property
+    def reusable(self) -> bool:
+        return self.complete and self.keep_alive and not self.closed
+
+    @property
+    def busy(self) -> bool:
+        return False
+
+    def _fail(self, exc: BaseException) -> None:
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_exception(exc)
+        elif self.stream is not None:
+            self.stream.set_exception(exc)
+            self._done_streaming()
+        self.close()
+
+    def _stream_closed(self) -> None:
+        if not self.complete:
+            self.close()
+        self._done_streaming()
+
+    def _done_streaming(self) -> None:
+        cb, self.on_idle = self.on_idle, None
+        if cb is not None:
+            cb(self)
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+__all__ = ["H1Connection", "ClientError", "MAX_HEADER_SIZE", "MAX_BODY_SIZE"]

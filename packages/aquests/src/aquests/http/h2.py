@@ -1,0 +1,251 @@
+"""One HTTP/2 connection (hyper-h2) carrying many streams, with flow control and trailers."""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Callable
+
+import h2.config
+import h2.connection
+import h2.errors
+import h2.events
+import h2.exceptions
+import h2.settings
+
+from .body import BodyStream
+from .errors import ClientError, ConnectionClosed, ProtocolError
+from .h1 import MAX_HEADER_SIZE
+
+WINDOW = 4 * 1024 * 1024  # receive window we advertise, per stream and for the connection
+
+
+class H2Stream:
+    """One request/response exchange; the body is read as it arrives (acknowledged when consumed)."""
+
+    def __init__(self, conn: "H2Connection", stream_id: int) -> None:
+        self.conn = conn
+        self.id = stream_id
+        self.headers_fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.body = BodyStream(consumed=lambda n: conn.ack(stream_id, n))
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.trailers: list[tuple[bytes, bytes]] | None = None
+        self.ended = False
+        self.on_done: Callable[[], None] | None = None
+
+    async def response(self) -> list[tuple[bytes, bytes]]:
+        """The response headers (waits for them)."""
+        return await self.headers_fut
+
+    async def send(self, data: bytes, end_stream: bool = False) -> None:
+        await self.conn.send_data(self.id, data, end_stream)
+
+    def end(self) -> None:
+        self.conn.end_stream(self.id)
+
+    def reset(self) -> None:
+        self.conn.reset(self.id)
+        self._fail(ConnectionClosed("stream cancelled"))
+
+    def _fail(self, exc: BaseException) -> None:
+        if not self.headers_fut.done():
+            self.headers_fut.set_exception(exc)
+            self.headers_fut.exception()  # mark retrieved: the caller may never await it
+        self.body.set_exception(exc)
+        self._finish()
+
+    def _finish(self) -> None:
+        self.ended = True
+        self.conn.streams.pop(self.id, None)
+        cb, self.on_done = self.on_done, None
+        if cb is not None:
+            cb()
+
+
+class H2Connection(asyncio.Protocol):
+    http2 = True
+
+    def __init__(self, max_streams: int = 100, max_header_size: int = MAX_HEADER_SIZE) -> None:
+        self.h2 = h2.connection.H2Connection(
+            h2.config.H2Configuration(client_side=True, header_encoding=None))
+        self.max_streams = max_streams
+        self.max_header_size = max_header_size
+        self.transport: asyncio.Transport | None = None
+        self.streams: dict[int, H2Stream] = {}
+        self.reserved = 0          # streams handed out by the pool
+        self.closed = False
+        self.goaway = False
+        self.idle_since = time.monotonic()
+        self._window = asyncio.Event()
+        self._paused_writing = False
+        self._drain = asyncio.Event()
+        self._drain.set()
+
+    # -- asyncio.Protocol -----------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        c = self.h2
+        c.initiate_connection()
+        c.update_settings({
+            h2.settings.SettingCodes.ENABLE_PUSH: 0,
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: WINDOW,
+            h2.settings.SettingCodes.MAX_HEADER_LIST_SIZE: self.max_header_size,
+        })
+        c.increment_flow_control_window(WINDOW)
+        self.flush()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._fail_all(ConnectionClosed("server closed the HTTP/2 connection"))
+        self._window.set()
+        self._drain.set()
+
+    def pause_writing(self) -> None:
+        self._drain.clear()
+
+    def resume_writing(self) -> None:
+        self._drain.set()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            events = self.h2.receive_data(data)
+        except h2.exceptions.ProtocolError as exc:
+            self._fail_all(ProtocolError(f"HTTP/2 protocol error: {exc}"))
+            self.flush()
+            self.close()
+            return
+        for ev in events:
+            self._dispatch(ev)
+        self.flush()
+
+    def _dispatch(self, ev: h2.events.Event) -> None:
+        st = self.streams.get(getattr(ev, "stream_id", 0) or 0)
+        if isinstance(ev, h2.events.ResponseReceived):
+            if st is None:
+                return
+            size = sum(len(k) + len(v) for k, v in ev.headers)
+            if size > self.max_header_size:
+                self.reset(st.id)
+                st._fail(ProtocolError(f"response headers exceed the {self.max_header_size}-byte limit"))
+                return
+            st.headers = ev.headers
+            if not st.headers_fut.done():
+                st.headers_fut.set_result(ev.headers)
+        elif isinstance(ev, h2.events.DataReceived):
+            if st is None:
+                self.h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                return
+            pad = ev.flow_controlled_length - len(ev.data)
+            if pad:
+                self.h2.acknowledge_received_data(pad, ev.stream_id)
+            if ev.data:
+                st.body.feed(ev.data)
+        elif isinstance(ev, h2.events.TrailersReceived):
+            if st is not None:
+                st.trailers = ev.headers
+        elif isinstance(ev, h2.events.StreamEnded):
+            if st is not None:
+                if not st.headers_fut.done():
+                    st._fail(ProtocolError("stream ended without response headers"))
+                    return
+                st.body.feed_eof()
+                st._finish()
+        elif isinstance(ev, h2.events.StreamReset):
+            if st is not None:
+                st._fail(ClientError(f"HTTP/2 stream reset by the server (error {ev.error_code!r})",
+                                     ProtocolError.code))
+            self._window.set()
+        elif isinstance(ev, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
+            self._window.set()
+        elif isinstance(ev, h2.events.ConnectionTerminated):
+            self.goaway = True
+            last = ev.last_stream_id or 0
+            for sid, s in list(self.streams.items()):
+                if sid > last or ev.error_code:
+                    s._fail(ConnectionClosed(f"server sent GOAWAY (error {ev.error_code!r})"))
+
+    # -- streams --------------------------------------------------------------------------------
+    @property
+    def capacity(self) -> int:
+        if self.closed or self.goaway:
+            return 0
+        limit = min(self.h2.remote_settings.max_concurrent_streams, self.max_streams)
+        return limit - self.reserved
+
+    def open_stream(self, headers: list[tuple[bytes, bytes]], end_stream: bool) -> H2Stream:
+        if self.closed:
+            raise ConnectionClosed("HTTP/2 connection is closed")
+        sid = self.h2.get_next_available_stream_id()
+        st = H2Stream(self, sid)
+        self.streams[sid] = st
+        self.h2.send_headers(sid, headers, end_stream=end_stream)
+        self.flush()
+        return st
+
+    async def send_data(self, sid: int, data: bytes, end_stream: bool = False) -> None:
+        view = memoryview(data)
+        c = self.h2
+        while view:
+            if self.closed or sid not in self.streams:
+                raise ConnectionClosed("stream closed while sending the request body")
+            try:
+                n = min(c.local_flow_control_window(sid), c.max_outbound_frame_size, len(view))
+            except h2.exceptions.StreamClosedError:
+                return  # the server already answered and closed its side; it will not read more
+            if n <= 0:
+                self._window.clear()
+                await self._window.wait()
+                continue
+            c.send_data(sid, view[:n].tobytes())
+            view = view[n:]
+            self.flush()
+            if not self._drain.is_set():
+                await self._drain.wait()
+        if end_stream:
+            self.end_stream(sid)
+
+    def end_stream(self, sid: int) -> None:
+        try:
+            self.h2.end_stream(sid)
+        except h2.exceptions.StreamClosedError:
+            return
+        self.flush()
+
+    def ack(self, sid: int, n: int) -> None:
+        if self.closed:
+            return
+        try:
+            self.h2.acknowledge_received_data(n, sid)
+        except h2.exceptions.StreamClosedError:
+            self.h2.increment_flow_control_window(n)
+        self.flush()
+
+    def reset(self, sid: int) -> None:
+        try:
+            self.h2.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError, KeyError):
+            pass
+        self.flush()
+
+    def _fail_all(self, exc: BaseException) -> None:
+        for s in list(self.streams.values()):
+            s._fail(exc)
+
+    def flush(self) -> None:
+        data = self.h2.data_to_send()
+        if data and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            try:
+                self.h2.close_connection()
+                self.flush()
+            except h2.exceptions.ProtocolError:
+                pass
+            if self.transport is not None:
+                self.transport.close()
+
+    @property
+    def reusable(self) -> bool:
+        return not self.closed and not self.goaway

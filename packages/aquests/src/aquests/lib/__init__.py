@@ -1,0 +1,1 @@
+"""Small helpers that ride along with aquests (``aquests.lib.jwt``)."""

@@ -1,0 +1,1 @@
+"""RPC protocols carried over HTTP: XML-RPC and gRPC."""

@@ -1,0 +1,71 @@
+"""A bounded LRU of what the static handler learnt about a URL path.
+
+Every resolved path keeps a small record (real path, validators, preformatted headers); files up to
+``max_file`` bytes also keep their content, as long as all kept contents stay under ``max_bytes``.
+Keys are raw request paths, so a hit skips decoding, realpath and the containment check entirely.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+
+@dataclass(eq=False)
+class Entry:
+    real: str                       # the resolved file
+    size: int
+    mtime_ns: int
+    ino: int
+    etag: str
+    last_modified: str
+    mtime: int                      # whole seconds, what Last-Modified says
+    ctype: str
+    cache_control: str | None
+    headers: list[tuple[str, str]]  # a 200's headers, preformatted
+    validators: list[tuple[str, str]] = field(default_factory=list)   # what a 304 repeats
+    body: bytes | None = None       # the content when small enough to keep
+    checked: float = 0.0            # time.monotonic() of the last stat
+    timed: list[tuple[str, str]] = field(default_factory=list)   # headers + Expires, for second timed_at
+    timed_at: int = -1
+
+    def same_file(self, st) -> bool:
+        return st.st_size == self.size and st.st_mtime_ns == self.mtime_ns and st.st_ino == self.ino
+
+
+class FileCache:
+    def __init__(self, max_entries: int, max_bytes: int, max_file: int) -> None:
+        if max_entries < 1 or max_bytes < 0 or max_file < 0:
+            raise ValueError("cache limits must be positive (max_entries >= 1)")
+        self.max_entries, self.max_bytes, self.max_file = max_entries, max_bytes, max_file
+        self.nbytes = 0
+        self._items: OrderedDict[str, Entry] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: str) -> Entry | None:
+        entry = self._items.get(key)
+        if entry is not None:
+            self._items.move_to_end(key)
+        return entry
+
+    def keeps(self, size: int) -> bool:
+        """Whether a file of ``size`` bytes should be held in memory."""
+        return size <= self.max_file and size <= self.max_bytes
+
+    def put(self, key: str, entry: Entry) -> None:
+        self.discard(key)
+        self._items[key] = entry
+        if entry.body is not None:
+            self.nbytes += len(entry.body)
+        while len(self._items) > self.max_entries or self.nbytes > self.max_bytes:
+            self._drop(next(iter(self._items)))
+
+    def discard(self, key: str) -> None:
+        if key in self._items:
+            self._drop(key)
+
+    def _drop(self, key: str) -> None:
+        entry = self._items.pop(key)
+        if entry.body is not None:
+            self.nbytes -= len(entry.body)

@@ -1,0 +1,355 @@
+"""Exchanges: one request and its answer (see ``skitai.http.contract.Exchange``).
+
+``BaseExchange`` holds what every protocol shares (state, timing and byte counters for the log line,
+``error()``, the no-op ``push()``); HTTP/2 and WebSocket subclass it. ``H1Exchange`` frames answers for
+HTTP/1.x: ``Content-Length`` for whole answers, chunked (1.1) or close-delimited (1.0) streams, HEAD without
+a body, ``Connection`` handling, and ``upgrade()`` to hand the connection to another protocol.
+
+All methods run on the loop thread. ``respond``/``start`` raise ``HeaderError`` (nothing is sent) when a
+header name, value or reason contains CR, LF or NUL or is not latin-1: the caller answers 500 instead.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import IO, Any
+
+from . import accesslog, clock
+from .errors import ClientDisconnected, HeaderError, error_page, status_line
+
+IDLE, STREAMING, DONE = 0, 1, 2          # exchange.state
+NO_BODY, FIXED, CHUNKED, UNTIL_CLOSE = 0, 1, 2, 3   # framing of the answer body
+
+_monotonic = time.monotonic
+_FRAMING = frozenset(("content-length", "transfer-encoding", "connection"))
+_HTML = [("Content-Type", "text/html; charset=utf-8")]
+
+
+class BaseExchange:
+    """Protocol-independent part of an exchange. Subclasses implement respond/start/write/end/sendfile."""
+
+    __slots__ = ("request", "loop", "config", "closed", "state", "status", "bytes_out", "t_respond", "t_done",
+                 "_log_extra", "__weakref__")
+
+    def __init__(self, request, loop, config) -> None:
+        self.request = request
+        self.loop = loop
+        self.config = config
+        self.closed = False          # the client went away (or the connection failed): stop producing
+        self.state = IDLE            # IDLE → STREAMING (head sent) → DONE
+        self.status = 0
+        self.bytes_out = 0
+        self.t_respond = 0.0         # monotonic time the head went out
+        self.t_done = 0.0            # monotonic time the last byte was handed to the transport
+        self._log_extra: dict | None = None
+
+    @property
+    def log_extra(self) -> dict:
+        """``user`` and ``token`` for the request log line (set by auth handlers)."""
+        if self._log_extra is None:
+            self._log_extra = {}
+        return self._log_extra
+
+    def log_extra_or_none(self) -> dict | None:
+        return self._log_extra
+
+    @property
+    def started(self) -> bool:
+        """The head of the answer has been sent (or queued)."""
+        return self.state != IDLE
+
+    @property
+    def finished(self) -> bool:
+        return self.state == DONE
+
+    def error(self, status: int, detail: str = "", *, traceback: bool = False) -> None:
+        """A small HTML error page as the whole answer."""
+        self.respond(status, list(_HTML), error_page(status, detail, pre=traceback))
+
+    def push(self, path: str, headers: list[tuple[str, str]] | None = None) -> None:
+        """HTTP/2 server push; HTTP/1.x ignores it."""
+
+    def when_writable(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` (on the loop) once the transport can take more bytes; worker threads use it
+        for back-pressure. Protocols with flow control override it."""
+        callback()
+
+    def log(self, method: str | None = None) -> None:
+        accesslog.log(self, method)
+
+    # The answer: implemented by each protocol.
+    def respond(self, status: int, headers: list[tuple[str, str]], body: bytes = b"",
+                reason: str | None = None) -> None:
+        raise NotImplementedError
+
+    def start(self, status: int, headers: list[tuple[str, str]], reason: str | None = None) -> None:
+        raise NotImplementedError
+
+    async def write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def end(self, data: bytes = b"") -> None:
+        raise NotImplementedError
+
+    async def sendfile(self, file: IO[bytes], offset: int, count: int) -> None:
+        raise NotImplementedError
+
+    def upgrade(self, protocol_factory: Callable[[], Any], headers: list[tuple[str, str]] | None = None):
+        raise NotImplementedError(f"{type(self).__name__} cannot switch protocols")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.request!r} state={self.state}>"
+
+
+def header_block(headers: list[tuple[str, str]]) -> tuple[str, str | None, bool, str | None]:
+    """Validate and render response headers for HTTP/1.x.
+
+    Returns ``(text, content_length, close, upgrade_connection)``: the ``Name: value\\r\\n`` lines without the
+    framing fields, the handler's Content-Length (or None), whether it asked for ``Connection: close``,
+    and any other Connection value. Raises ``HeaderError`` on CR/LF/NUL."""
+    lines = []
+    app_len = None
+    close = False
+    conn = None
+    for name, value in headers:
+        lname = name.lower()
+        if lname in _FRAMING:
+            if lname == "content-length":
+                app_len = value
+            elif lname == "connection":
+                if "close" in value.lower():
+                    close = True
+                else:
+                    conn = value
+            if "\r" in value or "\n" in value or "\0" in value:
+                raise HeaderError(f"CR, LF or NUL in header {name!r}")
+            continue
+        lines.append(f"{name}: {value}\r\n")
+    text = "".join(lines)
+    n = len(lines)
+    if text.count("\n") != n or text.count("\r") != n or "\0" in text:
+        raise HeaderError("CR, LF or NUL in a response header")
+    if app_len is not None:
+        app_len = app_len.strip()
+        if not app_len.isdigit() or not app_len.isascii():
+            raise HeaderError(f"invalid Content-Length {app_len!r}")
+    return text, app_len, close, conn
+
+
+def _encode(text: str) -> bytes:
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError as exc:
+        raise HeaderError("a response header is not latin-1") from exc
+
+
+class H1Exchange(BaseExchange):
+    """An HTTP/1.0 or 1.1 exchange on an ``H1Protocol`` connection."""
+
+    __slots__ = ("proto", "keep", "head_only", "mode", "remaining", "_head")
+
+    def __init__(self, proto, request) -> None:
+        BaseExchange.__init__(self, request, proto.loop, proto.config)
+        self.proto = proto
+        self.keep = request.keep_alive       # keep the connection after this answer
+        self.head_only = request.method == "HEAD"
+        self.mode = NO_BODY
+        self.remaining = 0
+        self._head: bytes | None = None      # a streamed head waiting to go out with the first bytes
+
+    # ---- heads -----------------------------------------------------------------------------------
+    def _render(self, status: int, headers: list[tuple[str, str]], reason: str | None, length: int) -> bytes:
+        """The head for ``status``; ``length`` is the whole body's size, or -1 for a stream."""
+        text, app_len, close, _ = header_block(headers)
+        first = status_line(status, reason)
+        if self.proto.closing:
+            close = True
+        if status < 200 or status == 204 or status == 304:
+            mode = NO_BODY
+            if app_len is not None and status == 304:
+                text += f"Content-Length: {app_len}\r\n"
+        elif length >= 0:
+            mode = FIXED
+            self.remaining = length
+            if self.head_only and app_len is not None:
+                text += f"Content-Length: {app_len}\r\n"
+            else:
+                text += f"Content-Length: {length}\r\n"
+        elif app_len is not None:
+            mode = FIXED
+            self.remaining = int(app_len)
+            text += f"Content-Length: {app_len}\r\n"
+        elif self.request.version == "1.1":
+            mode = CHUNKED
+            text += "Transfer-Encoding: chunked\r\n"
+        else:
+            mode = UNTIL_CLOSE
+            close = True
+        if self.head_only:
+            mode = NO_BODY
+        if close or not self.keep:
+            self.keep = False
+            text += "Connection: close\r\n\r\n"
+        elif self.request.version == "1.0":
+            text += "Connection: keep-alive\r\n\r\n"
+        else:
+            text += "\r\n"
+        self.mode = mode
+        self.status = status
+        return first + clock.SERVER_DATE + _encode(text)
+
+    # ---- whole answers ---------------------------------------------------------------------------
+    def respond(self, status: int, headers: list[tuple[str, str]], body: bytes = b"",
+                reason: str | None = None) -> None:
+        if self.state != IDLE:
+            if self.closed:
+                return
+            raise RuntimeError("the answer has already started")
+        if self.closed:
+            self.state = DONE
+            return
+        head = self._render(status, headers, reason, len(body))
+        self.state = DONE
+        self.t_respond = self.t_done = _monotonic()
+        if self.mode == NO_BODY or not body:
+            data = head
+        elif len(body) <= 65536:
+            data = head + body
+        else:
+            self.proto.transport.write(head)
+            data = body
+            self.bytes_out = len(head)
+        self.bytes_out += len(data)
+        self.proto.transport.write(data)
+        self.proto.response_done(self)
+
+    # ---- streams ---------------------------------------------------------------------------------
+    def start(self, status: int, headers: list[tuple[str, str]], reason: str | None = None) -> None:
+        if self.state != IDLE:
+            if self.closed:
+                return
+            raise RuntimeError("the answer has already started")
+        if self.closed:
+            self.state = DONE
+            return
+        self._head = self._render(status, headers, reason, -1)
+        self.state = STREAMING
+        self.t_respond = _monotonic()
+        # coalesce the head with the first bytes written in this loop iteration
+        self.loop.call_soon(self._flush_head)
+
+    def _flush_head(self) -> None:
+        head = self._head
+        if head is not None and not self.closed:
+            self._head = None
+            self.bytes_out += len(head)
+            self.proto.transport.write(head)
+
+    def send(self, data: bytes) -> None:
+        """Frame and write ``data`` now, without waiting for the transport (``write`` is the waiting form)."""
+        if self.state != STREAMING:
+            if self.closed:
+                return
+            raise RuntimeError("send() outside start()...end()")
+        if self.closed:
+            raise ClientDisconnected("the client went away")
+        mode = self.mode
+        if not data or mode == NO_BODY:
+            self._flush_head()
+            return
+        head = self._head
+        self._head = None
+        if mode == CHUNKED:
+            parts = [b"%x\r\n" % len(data), data, b"\r\n"]
+        else:
+            if mode == FIXED:
+                if len(data) > self.remaining:
+                    data = data[:self.remaining]
+                    self.keep = False
+                self.remaining -= len(data)
+            parts = [data]
+        if head is not None:
+            parts.insert(0, head)
+        n = 0
+        for p in parts:
+            n += len(p)
+        self.bytes_out += n
+        self.proto.transport.writelines(parts) if len(parts) > 1 else self.proto.transport.write(parts[0])
+
+    async def write(self, data: bytes) -> None:
+        self.send(data)
+        if self.proto.write_paused:
+            await self.proto.drain()
+            if self.closed:
+                raise ClientDisconnected("the client went away")
+
+    def end(self, data: bytes = b"") -> None:
+        if self.state == DONE:
+            return
+        if self.state == IDLE:
+            raise RuntimeError("end() before start()")
+        if self.closed:
+            self.state = DONE
+            return
+        if data:
+            self.send(data)
+        self._flush_head()
+        if self.mode == CHUNKED:
+            self.bytes_out += 5
+            self.proto.transport.write(b"0\r\n\r\n")
+        elif self.mode == FIXED and self.remaining > 0:
+            self.keep = False            # shorter than announced: only closing tells the client
+        self.state = DONE
+        self.t_done = _monotonic()
+        self.proto.response_done(self)
+
+    async def sendfile(self, file: IO[bytes], offset: int, count: int) -> None:
+        """``count`` bytes of ``file`` from ``offset``: zero-copy on plain TCP, reads otherwise."""
+        if self.state != STREAMING:
+            raise RuntimeError("sendfile() outside start()...end()")
+        if self.closed:
+            raise ClientDisconnected("the client went away")
+        if count <= 0 or self.mode == NO_BODY:
+            self._flush_head()
+            return
+        if self.mode == FIXED:
+            if count > self.remaining:
+                count = self.remaining
+                self.keep = False
+            self.remaining -= count
+        self._flush_head()
+        t = self.proto.transport
+        if self.mode == CHUNKED:
+            t.write(b"%x\r\n" % count)
+            self.bytes_out += len(b"%x\r\n" % count) + 2
+        await self.proto.sendfile(file, offset, count)
+        self.bytes_out += count
+        if self.mode == CHUNKED:
+            t.write(b"\r\n")
+
+    # ---- back-pressure and protocol switch ------------------------------------------------------
+    def when_writable(self, callback: Callable[[], None]) -> None:
+        self.proto.when_writable(callback)
+
+    def upgrade(self, protocol_factory: Callable[[], Any], headers: list[tuple[str, str]] | None = None):
+        """Hand the connection to ``protocol_factory()`` (an ``asyncio.Protocol``).
+
+        With ``headers`` a ``101 Switching Protocols`` head carrying them goes out first (give ``Upgrade``
+        and ``Connection: Upgrade`` yourself); without, the new protocol writes its own answer. The new
+        protocol gets ``connection_made(transport)`` and then ``data_received()`` with any bytes the client
+        already sent after this request. Returns the new protocol object."""
+        if self.state != IDLE:
+            raise RuntimeError("upgrade() after the answer started")
+        if self.closed:
+            raise ClientDisconnected("the client went away")
+        if headers is not None:
+            text, _, _, conn = header_block(headers)
+            if conn is not None:
+                text += f"Connection: {conn}\r\n"
+            head = status_line(101) + clock.SERVER_DATE + _encode(text + "\r\n")
+            self.bytes_out += len(head)
+            self.proto.transport.write(head)
+        self.status = 101
+        self.state = DONE
+        self.t_respond = self.t_done = _monotonic()
+        return self.proto.switch(self, protocol_factory)

@@ -1,0 +1,614 @@
+"""HTTP/1.0 and 1.1 over an asyncio transport, parsed by httptools (llhttp).
+
+One ``H1Protocol`` per connection. The parser turns bytes into ``Request``/``H1Exchange`` objects that are
+dispatched one at a time, in arrival order (pipelining: later requests wait in a bounded queue and reading
+pauses when it is full). Request bodies stream into a bounded ``Body``; reading pauses while it is full.
+
+Checks llhttp does not do itself are added here: only HTTP/1.0 and 1.1 (505 otherwise), ``Transfer-Encoding``
+must be exactly ``chunked`` and only on 1.1, ``Host`` required once on 1.1, size limits on the request line
+(414), headers (431) and body (413, also while a chunked body streams), unknown ``Expect`` (417). llhttp
+already rejects CL+TE, duplicate or malformed Content-Length, bad chunk sizes, bare CR/LF, obs-fold and
+control characters. After a 4xx for bad input the answer carries ``Connection: close``, reading stops and the
+socket is closed once the client has had a moment to read it.
+
+Timeouts (checked by the server's once-a-second ``tick``): ``Limits.keep_alive`` while idle between
+requests, ``Limits.network_timeout`` while a request is being received (408 if its head is incomplete) or
+while the client does not read our answer.
+
+Hand-over hooks (HTTP/2, WebSocket, CONNECT tunnels)
+----------------------------------------------------
+* ``exchange.upgrade(protocol_factory, headers=None)`` (any handler, e.g. a WebSocket handler in the chain):
+  optionally writes ``101 Switching Protocols`` with ``headers``, then moves the transport to
+  ``protocol_factory()`` (an ``asyncio.Protocol``): it gets ``connection_made(transport)`` and
+  ``data_received(rest)`` with bytes that followed the request. See ``H1Exchange.upgrade``.
+* ``serve(..., upgrades={"h2c": handler, "websocket": handler})``: a request with ``Connection: upgrade`` and
+  an ``Upgrade`` token in the mapping goes to ``handler(exchange)`` instead of the dispatcher (same
+  signature as ``Dispatch``). It either calls ``exchange.upgrade(...)``, answers normally, or passes the
+  exchange on with ``exchange.proto.dispatch(exchange)``. If the connection was not switched, HTTP/1.1
+  continues with the bytes after the request.
+* ``serve(..., h2_prior_knowledge=factory)``: a connection whose first bytes are ``PRI * HTTP/2.0`` (and a
+  TLS connection that negotiated ALPN ``h2``) goes to ``factory()`` with every byte received so far. Without
+  it, the preface is answered with 505.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import httptools
+
+from . import accesslog, clock
+from .errors import BadRequest, BodyTooLarge, ClientDisconnected, error_page, status_line
+from .exchange import IDLE, STREAMING, H1Exchange
+from .request import EMPTY_BODY, Body, Headers, Request, host_without_port, split_target
+
+if TYPE_CHECKING:
+    from .server import ServerState
+
+log = logging.getLogger("skitai.server")
+
+_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+_INTERESTING = frozenset(("host", "content-length", "transfer-encoding", "expect", "upgrade"))
+_DRAIN_MAX = 64 * 1024          # unread request body we still read and drop to keep the connection
+_LINGER = 2.0                   # seconds to read and drop input after an error answer before closing
+_PAUSE_PIPE, _PAUSE_BODY, _PAUSE_UPGRADE = 1, 2, 4
+_T_NONE, _T_IDLE, _T_READ, _T_WRITE, _T_LINGER = 0, 1, 2, 3, 4
+_CLOSE_HEADERS = b"Content-Type: text/html; charset=utf-8\r\nConnection: close\r\n"
+
+
+class H1Protocol(asyncio.Protocol):
+    """The HTTP/1.x connection: parser callbacks, the request queue, flow control and timeouts."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.loop = state.loop
+        self.config = state.config
+        self.limits = state.config.limits
+        self.dispatch = state.dispatch
+        self.transport: Any = None
+        self.parser: Any = None
+        self.queue: deque[H1Exchange] = deque()
+        self.active: H1Exchange | None = None
+        self.receiving: H1Exchange | None = None      # whose body the parser is feeding
+        self.write_paused = False
+        self.closing = False
+        self.conn_no = 0
+        self.req_no = 0
+        self.client: tuple = ("", 0)
+        self.server: tuple = ("", 0)
+        self.scheme = "http"
+        self.deadline = 0.0
+        self.timer = _T_NONE
+        self._drain_waiters: list = []
+        self._paused = 0
+        self._dispatching = False
+        self._fatal: tuple[int, str] | None = None
+        self._leftover: bytes | None = None            # bytes after an Upgrade request (parser stopped)
+        self._first = True                             # no byte received yet (prior-knowledge check)
+        self._pre = b""
+        # per-message parse state
+        self._in_head = False
+        self._head_bytes = 0
+        self._url = b""
+        self._hdrs: list = []
+        self._hsize = 0
+
+    # ---- connection ------------------------------------------------------------------------------
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        st = self.state
+        st.conn_count += 1
+        self.conn_no = st.conn_count
+        st.connections.add(self)
+        peer = transport.get_extra_info("peername")
+        if isinstance(peer, tuple):
+            self.client = (peer[0], peer[1])
+        local = transport.get_extra_info("sockname")
+        if isinstance(local, tuple):
+            self.server = (local[0], local[1])
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is not None:
+            self.scheme = "https"
+            if st.h2 is not None and ssl_object.selected_alpn_protocol() == "h2":
+                self._hand_over(st.h2, b"")
+                return
+        transport.set_write_buffer_limits(high=self.limits.write_buffer_high)
+        self.parser = httptools.HttpRequestParser(self)
+        self._set_timer(_T_IDLE, self.limits.keep_alive)
+
+    def connection_lost(self, exc) -> None:
+        self.closing = True
+        self.parser = None
+        self.state.connections.discard(self)
+        err = ClientDisconnected("the client went away")
+        for ex in (self.active, self.receiving, *self.queue):
+            if ex is not None:
+                ex.closed = True
+                ex.request.body.fail(err)
+        self.queue.clear()
+        self._wake_writers()
+
+    def eof_received(self) -> bool:
+        # The client will send nothing more; answers still in progress may finish (half-close).
+        if self.active is None and not self.queue:
+            return False
+        return True
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self._set_timer(_T_WRITE, self.limits.network_timeout)
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._reset_timer()
+        self._wake_writers()
+
+    def _wake_writers(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for w in waiters:
+            if callable(w):
+                w()
+            elif not w.done():
+                w.set_result(None)
+
+    async def drain(self) -> None:
+        """Return when the transport is below its high-water mark (or the connection is gone)."""
+        if self.write_paused and not self.closing:
+            fut = self.loop.create_future()
+            self._drain_waiters.append(fut)
+            await fut
+
+    def when_writable(self, callback) -> None:
+        if self.write_paused and not self.closing:
+            self._drain_waiters.append(callback)
+        else:
+            callback()
+
+    # ---- timers ----------------------------------------------------------------------------------
+    def _set_timer(self, kind: int, seconds: float) -> None:
+        self.timer = kind
+        self.deadline = self.loop.time() + seconds if seconds > 0 else 0.0
+
+    def _reset_timer(self) -> None:
+        if self.write_paused:
+            self._set_timer(_T_WRITE, self.limits.network_timeout)
+        elif self._in_head or self.receiving is not None:
+            self._set_timer(_T_READ, self.limits.network_timeout)
+        elif self.active is not None or self.queue:
+            self.timer, self.deadline = _T_NONE, 0.0
+        else:
+            self._set_timer(_T_IDLE, self.limits.keep_alive)
+
+    def check_timeout(self, now: float) -> None:
+        """Called by the server's tick."""
+        if not self.deadline or now < self.deadline or self.transport is None:
+            return
+        kind = self.timer
+        self.deadline = 0.0
+        if kind == _T_IDLE:
+            self.transport.close()
+        elif kind == _T_READ:
+            rec = self.receiving
+            if rec is not None:
+                rec.request.body.fail(ClientDisconnected("timed out reading the request body"))
+                if rec is self.active and rec.state == IDLE:
+                    self._reject(408, "request body timed out")
+                else:
+                    self.transport.abort()
+            else:
+                self._reject(408, "request head timed out")
+        elif kind == _T_WRITE:
+            self.transport.abort()
+        elif kind == _T_LINGER:
+            self.transport.abort()
+
+    # ---- bytes in --------------------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        if self._leftover is not None:
+            self._leftover += data
+            if len(self._leftover) > _DRAIN_MAX:
+                self._pause(_PAUSE_UPGRADE)
+            return
+        parser = self.parser
+        if parser is None:          # closing or lingering: drop input
+            return
+        if self._first and self.state.h2 is not None:
+            data = self._pre + data
+            self._pre = b""
+            n = min(len(data), len(_PREFACE))
+            if data[:n] == _PREFACE[:n]:
+                if n < len(_PREFACE):
+                    self._pre = data            # wait for the whole preface
+                    return
+                self._hand_over(self.state.h2, data)
+                return
+        self._first = False
+        try:
+            parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            self._leftover = data[exc.args[0]:]
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, BadRequest):
+                self._reject(cause.status, cause.detail)
+            elif isinstance(cause, BodyTooLarge):
+                self._reject(413, str(cause))
+            else:
+                log.error("HTTP/1.1 parser callback failed", exc_info=cause)
+                self._reject(500, "")
+            return
+        except httptools.HttpParserError as exc:
+            msg = str(exc)
+            if "PRI" in msg and self.req_no == 0:
+                self._reject(505, "HTTP/2 is not enabled on this port")
+            elif isinstance(exc, httptools.HttpParserInvalidURLError):
+                self._reject(400, f"invalid request target: {msg}")
+            elif isinstance(exc, httptools.HttpParserInvalidMethodError):
+                self._reject(400, "invalid method")
+            else:
+                self._reject(400, msg)
+            return
+        if self._in_head:
+            self._head_bytes += len(data)
+            lim = self.limits
+            if self._head_bytes > lim.max_request_line + lim.max_header_size + 4096:
+                self._reject(431, "request head too large")
+                return
+        if self.active is None and self.queue:
+            self._next()
+        if len(self.queue) >= self.limits.max_pipelined:
+            self._pause(_PAUSE_PIPE)
+        self._reset_timer()
+
+    # ---- parser callbacks (httptools) ------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._in_head = True
+        self._head_bytes = 0
+        self._url = b""
+        self._hdrs = []
+        self._hsize = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self.limits.max_request_line:
+            raise BadRequest(414, "request line too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        hdrs = self._hdrs
+        hdrs.append((name, value))
+        self._hsize += len(name) + len(value) + 4
+        if self._hsize > self.limits.max_header_size:
+            raise BadRequest(431, "request headers too large")
+        if len(hdrs) > self.limits.max_headers:
+            raise BadRequest(431, "too many request headers")
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        parser = self.parser
+        version = parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            raise BadRequest(505, f"HTTP/{version} is not supported")
+        items = []
+        host = None
+        clen = te = expect = upgrade = None
+        for name, value in self._hdrs:
+            k = name.decode("latin-1").lower()
+            v = value.decode("latin-1")
+            items.append((k, v))
+            if k in _INTERESTING:
+                if k == "host":
+                    if host is not None:
+                        raise BadRequest(400, "more than one Host header")
+                    host = v
+                elif k == "content-length":
+                    clen = v
+                elif k == "transfer-encoding":
+                    te = v
+                elif k == "expect":
+                    expect = v
+                else:
+                    upgrade = v
+        self._hdrs = []
+        if version == "1.1" and host is None:
+            raise BadRequest(400, "missing Host header")
+        target = self._url.decode("latin-1")
+        method = parser.get_method().decode("ascii")
+        path, url_host, query = split_target(target)
+        if host is None or url_host:
+            host = url_host or ""
+        self.req_no += 1
+        req = Request(method, target, version, Headers(items), scheme=self.scheme, host=host_without_port(host),
+                      client=self.client, server=self.server, started=self.loop.time(), conn_no=self.conn_no,
+                      req_no=self.req_no, keep_alive=parser.should_keep_alive(), path=path, query=query)
+        limit = self.limits.max_body_size
+        has_body = False
+        if te is not None:
+            if version != "1.1":
+                raise BadRequest(400, "Transfer-Encoding on an HTTP/1.0 request")
+            if te.strip().lower() != "chunked":
+                raise BadRequest(400, "only Transfer-Encoding: chunked is accepted")
+            has_body = True
+        elif clen is not None:
+            n = int(clen)          # llhttp checked the digits
+            if n > limit:
+                raise BodyTooLarge(f"Content-Length {n} is over the limit of {limit} bytes")
+            has_body = n > 0
+        ex = H1Exchange(self, req)
+        if has_body:
+            body = Body(self.loop, limit, on_drain=self._body_drained)
+            req.body = body
+            self.receiving = ex
+            if expect is not None:
+                if expect.strip().lower() != "100-continue":
+                    raise BadRequest(417, f"unsupported expectation {expect!r}")
+                if version == "1.1":
+                    req.expect_continue = True
+                    body.on_first_read = lambda: self._send_continue(ex)
+        elif expect is not None and expect.strip().lower() != "100-continue":
+            raise BadRequest(417, f"unsupported expectation {expect!r}")
+        if upgrade is not None and parser.should_upgrade():
+            req.upgrade = upgrade.split(",", 1)[0].strip().lower()
+        self.queue.append(ex)
+
+    def on_body(self, data: bytes) -> None:
+        ex = self.receiving
+        if ex is not None and ex.request.body.feed(data):
+            self._pause(_PAUSE_BODY)
+
+    def on_message_complete(self) -> None:
+        ex = self.receiving
+        if ex is not None:
+            self.receiving = None
+            ex.request.body.feed_eof()
+
+    # ---- flow control ----------------------------------------------------------------------------
+    def _pause(self, why: int) -> None:
+        if not self._paused and self.transport is not None and not self.closing:
+            self.transport.pause_reading()
+        self._paused |= why
+
+    def _resume(self, why: int) -> None:
+        if self._paused & why:
+            self._paused &= ~why
+            if not self._paused and not self.closing and self.parser is not None:
+                self.transport.resume_reading()
+
+    def _body_drained(self) -> None:
+        self._resume(_PAUSE_BODY)
+
+    def _send_continue(self, ex: H1Exchange) -> None:
+        if ex.state == IDLE and not ex.closed and not self.closing and ex.request.body.received == 0:
+            self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    # ---- dispatch --------------------------------------------------------------------------------
+    def _next(self) -> None:
+        """Dispatch queued exchanges one at a time; called whenever the connection may have gone idle."""
+        if self._dispatching:
+            return
+        self._dispatching = True
+        try:
+            while self.active is None and not self.closing:
+                if self.queue:
+                    ex = self.queue.popleft()
+                    if self._paused & _PAUSE_PIPE and len(self.queue) < self.limits.max_pipelined:
+                        self._resume(_PAUSE_PIPE)
+                    self.active = ex
+                    self._run(ex)
+                    continue
+                if self._fatal is not None:
+                    self._send_fatal()
+                elif self._leftover is not None and self.parser is not None:
+                    # an Upgrade request answered without switching: HTTP/1.1 goes on
+                    rest, self._leftover = self._leftover, None
+                    self.parser = httptools.HttpRequestParser(self)
+                    self._resume(_PAUSE_UPGRADE)
+                    if rest:
+                        self._dispatching = False
+                        self.data_received(rest)
+                        self._dispatching = True
+                        continue
+                break
+        finally:
+            self._dispatching = False
+        if self.active is None and not self.closing:
+            self._reset_timer()
+
+    def _run(self, ex: H1Exchange) -> None:
+        handler = self.dispatch
+        if ex.request.upgrade:
+            handler = self.state.upgrades.get(ex.request.upgrade, handler)
+        try:
+            result = handler(ex)
+        except Exception as exc:
+            self.handler_failed(ex, exc)
+            return
+        if result is not None:
+            self.loop.create_task(self._await(ex, result))
+
+    async def _await(self, ex: H1Exchange, result) -> None:
+        try:
+            await result
+        except Exception as exc:
+            self.handler_failed(ex, exc)
+
+    def handler_failed(self, ex: H1Exchange, exc: BaseException) -> None:
+        """A handler raised: 500 if nothing was sent yet, else cut the connection."""
+        if isinstance(exc, ClientDisconnected) or ex.closed:
+            return
+        log.error("handler failed for %s %s", ex.request.method, ex.request.target, exc_info=exc)
+        if ex.state == IDLE:
+            ex.keep = False
+            ex.error(500, "")
+        elif ex.state == STREAMING:
+            ex.closed = True
+            self.transport.close()
+
+    def response_done(self, ex: H1Exchange) -> None:
+        """The exchange wrote its last byte: log it, then go on with the next request or close."""
+        if ex is not self.active:
+            return
+        self.active = None
+        if accesslog.enabled:
+            accesslog.log(ex)
+        if self.receiving is ex:
+            body = ex.request.body
+            left = int(ex.request.headers.get("content-length") or -1) - body.received
+            if (ex.request.expect_continue and not body.consumed) or not (0 <= left <= _DRAIN_MAX):
+                ex.keep = False
+            body.discard()
+        elif ex.request.body is not EMPTY_BODY:
+            ex.request.body.discard()
+        if not ex.keep:
+            self.queue.clear()
+            self._linger()
+            return
+        if not self._dispatching:
+            self._next()
+
+    # ---- errors and closing ----------------------------------------------------------------------
+    def _reject(self, status: int, detail: str) -> None:
+        """Bad input: stop parsing; answer ``status`` after the requests before it, then close."""
+        self.parser = None
+        self._in_head = False
+        self._leftover = None
+        rec = self.receiving
+        self.receiving = None
+        exc = BodyTooLarge(detail) if status == 413 else BadRequest(status, detail)
+        self._fatal = (status, detail)
+        if rec is not None:
+            rec.request.body.fail(exc)
+            if rec is self.active:
+                if rec.state == IDLE:
+                    rec.keep = False
+                    rec.error(status, detail)
+                    rec.closed = True           # the handler's own answer, if any, is dropped
+                else:
+                    rec.closed = True
+                    self.transport.close()
+                return
+            try:
+                self.queue.remove(rec)
+            except ValueError:
+                pass
+        if self.active is None:
+            self._next()
+
+    def _send_fatal(self) -> None:
+        status, detail = self._fatal or (400, "")
+        self._fatal = None
+        body = error_page(status, detail)
+        head = status_line(status) + clock.SERVER_DATE + _CLOSE_HEADERS + b"Content-Length: %d\r\n\r\n" % len(body)
+        self.transport.write(head + body)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s:%s rejected: %d %s", self.client[0], self.client[1], status, detail)
+        self._linger()
+
+    def _linger(self) -> None:
+        """Close after the answer is out; read and drop input for a moment first so the client sees the
+        answer instead of a reset."""
+        self.closing = True
+        self.parser = None
+        self.queue.clear()
+        t = self.transport
+        if t is None or t.is_closing():
+            return
+        if self._paused:
+            self._paused = 0
+            t.resume_reading()
+        if t.can_write_eof():
+            try:
+                t.write_eof()
+            except (OSError, RuntimeError):
+                t.close()
+                return
+            self._set_timer(_T_LINGER, min(_LINGER, self.limits.network_timeout))
+        else:
+            t.close()
+
+    # ---- hand-over -------------------------------------------------------------------------------
+    def switch(self, ex: H1Exchange, protocol_factory) -> Any:
+        """``exchange.upgrade()``: move the transport to a new protocol with the bytes after the request."""
+        rest = self._leftover or b""
+        self._leftover = None
+        self.active = None
+        self.queue.clear()
+        if accesslog.enabled:
+            accesslog.log(ex)
+        return self._hand_over(protocol_factory, rest)
+
+    def _hand_over(self, protocol_factory, data: bytes) -> Any:
+        self.parser = None
+        self.closing = True
+        self.deadline = 0.0
+        self.state.connections.discard(self)
+        t = self.transport
+        proto = protocol_factory()
+        t.set_protocol(proto)
+        proto.connection_made(t)
+        if self._paused:
+            self._paused = 0
+            t.resume_reading()
+        if data:
+            proto.data_received(data)
+        return proto
+
+    # ---- zero-copy files -------------------------------------------------------------------------
+    async def sendfile(self, file, offset: int, count: int) -> None:
+        """Write ``count`` bytes of ``file`` from ``offset``; ``os.sendfile`` on plain TCP sockets."""
+        t = self.transport
+        fd = None
+        if self.scheme == "http" and hasattr(os, "sendfile"):
+            try:
+                infd = file.fileno()
+                sock = t.get_extra_info("socket")
+                fd = sock.fileno() if sock is not None else None
+            except (AttributeError, OSError, ValueError):
+                fd = None
+        if fd is None:
+            await self._copyfile(file, offset, count)
+            return
+        # Only write with os.sendfile while the transport's buffer is empty (ordering); when the kernel
+        # buffer is full, push one small chunk through the transport and wait until it has drained.
+        t.set_write_buffer_limits(high=0, low=0)
+        try:
+            while count > 0:
+                if self.closing:
+                    raise ClientDisconnected("the client went away")
+                if t.get_write_buffer_size() == 0:
+                    try:
+                        n = os.sendfile(fd, infd, offset, count)
+                    except BlockingIOError:
+                        n = -1
+                    except OSError as exc:
+                        raise ClientDisconnected(str(exc)) from exc
+                    if n == 0:
+                        raise EOFError("file shorter than the announced length")
+                    if n > 0:
+                        offset += n
+                        count -= n
+                        continue
+                chunk = os.pread(infd, min(count, 16384), offset)
+                if not chunk:
+                    raise EOFError("file shorter than the announced length")
+                t.write(chunk)
+                offset += len(chunk)
+                count -= len(chunk)
+                await self.drain()
+        finally:
+            if not t.is_closing():
+                t.set_write_buffer_limits(high=self.limits.write_buffer_high)
+
+    async def _copyfile(self, file, offset: int, count: int) -> None:
+        file.seek(offset)
+        while count > 0:
+            if self.closing:
+                raise ClientDisconnected("the client went away")
+            chunk = file.read(min(count, 65536))
+            if not chunk:
+                raise EOFError("file shorter than the announced length")
+            count -= len(chunk)
+            self.transport.write(chunk)
+            await self.drain()

@@ -1,0 +1,145 @@
+"""Listening: ``serve(config, dispatch)`` starts HTTP/1.1 (and the hand-over hooks) on the running loop.
+
+    server = await serve(config, dispatch)          # config.address / config.port, or sock=
+    ...
+    server.close()                                  # stop accepting; idle connections close now,
+    await server.wait_closed()                      # busy ones after their current answer (or a timeout)
+
+A once-a-second tick refreshes the cached ``Date`` header, re-checks whether the request logger has
+handlers, and enforces the keep-alive and network timeouts of every connection (no timer per request).
+``new_event_loop()`` gives a uvloop loop when uvloop is installed.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl as _ssl
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from skitai.config import Config
+
+from . import accesslog, clock
+from .h1 import H1Protocol
+
+log = logging.getLogger("skitai.server")
+
+ProtocolFactory = Callable[[], asyncio.BaseProtocol]
+Dispatch = Callable[[Any], Awaitable[None] | None]
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """A uvloop loop when uvloop is installed, else asyncio's default loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+class ServerState:
+    """What every connection of one server shares."""
+
+    def __init__(self, loop, config: Config, dispatch: Dispatch, upgrades: Mapping[str, Dispatch] | None,
+                 h2: ProtocolFactory | None) -> None:
+        self.loop = loop
+        self.config = config
+        self.dispatch = dispatch
+        self.upgrades: dict[str, Dispatch] = {k.lower(): v for k, v in (upgrades or {}).items()}
+        self.h2 = h2
+        self.conn_count = 0
+        self.connections: set[H1Protocol] = set()
+
+
+class Server:
+    """A listening HTTP server; ``close()`` then ``await wait_closed()`` stops it gracefully."""
+
+    def __init__(self, state: ServerState, aserver: asyncio.AbstractServer) -> None:
+        self.state = state
+        self.aserver = aserver
+        self._tick_handle: asyncio.TimerHandle | None = None
+        lim = state.config.limits
+        self._interval = max(0.05, min(1.0, lim.keep_alive / 4 or 1.0, lim.network_timeout / 4 or 1.0))
+        self._closing = False
+        self._tick()
+
+    @property
+    def sockets(self) -> tuple:
+        return tuple(self.aserver.sockets or ())
+
+    @property
+    def port(self) -> int:
+        return self.sockets[0].getsockname()[1]
+
+    @property
+    def connections(self) -> set:
+        return self.state.connections
+
+    def _tick(self) -> None:
+        clock.refresh()
+        accesslog.refresh()
+        now = self.state.loop.time()
+        for conn in list(self.state.connections):
+            conn.check_timeout(now)
+        self._tick_handle = self.state.loop.call_later(self._interval, self._tick)
+
+    def close(self) -> None:
+        """Stop accepting. Idle connections close now; busy ones close after their current answer."""
+        if self._closing:
+            return
+        self._closing = True
+        self.aserver.close()
+        for conn in list(self.state.connections):
+            conn.closing = True
+            if conn.active is None and conn.transport is not None:
+                conn.transport.close()
+
+    async def wait_closed(self, timeout: float = 10.0) -> None:
+        """Wait for busy connections to finish (at most ``timeout`` seconds), then cut the rest."""
+        self.close()
+        loop = self.state.loop
+        deadline = loop.time() + timeout
+        while self.state.connections and loop.time() < deadline:
+            for conn in list(self.state.connections):
+                if conn.active is None and conn.transport is not None:
+                    conn.transport.close()
+            await asyncio.sleep(0.02)
+        for conn in list(self.state.connections):
+            if conn.transport is not None:
+                conn.transport.abort()
+        if self._tick_handle is not None:
+            self._tick_handle.cancel()
+            self._tick_handle = None
+        await asyncio.sleep(0)
+
+    async def __aenter__(self) -> Server:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.wait_closed()
+
+
+async def serve(config: Config, dispatch: Dispatch, *, sock: socket.socket | None = None,
+                ssl: _ssl.SSLContext | None = None, upgrades: Mapping[str, Dispatch] | None = None,
+                h2_prior_knowledge: ProtocolFactory | None = None, reuse_port: bool | None = None) -> Server:
+    """Listen on ``sock`` or ``config.address:config.port`` and serve HTTP/1.x with ``dispatch``.
+
+    ``upgrades`` maps an ``Upgrade`` token (``"h2c"``, ``"websocket"``) to a handler called instead of
+    ``dispatch`` for such requests; ``h2_prior_knowledge`` is the protocol factory for connections starting
+    with the HTTP/2 preface and for TLS connections that negotiated ALPN ``h2`` (see ``skitai.http.h1``).
+    ``reuse_port`` (default: ``config.workers > 1``) sets SO_REUSEPORT so prefork workers share the port."""
+    loop = asyncio.get_running_loop()
+    state = ServerState(loop, config, dispatch, upgrades, h2_prior_knowledge)
+    if ssl is not None and h2_prior_knowledge is not None:
+        ssl.set_alpn_protocols(["h2", "http/1.1"])
+    factory = lambda: H1Protocol(state)
+    if sock is not None:
+        aserver = await loop.create_server(factory, sock=sock, ssl=ssl, backlog=config.backlog)
+    else:
+        if reuse_port is None:
+            reuse_port = config.workers > 1
+        aserver = await loop.create_server(factory, host=config.address or None, port=config.port, ssl=ssl,
+                                           backlog=config.backlog, reuse_port=reuse_port or None)
+    accesslog.refresh()
+    return Server(state, aserver)

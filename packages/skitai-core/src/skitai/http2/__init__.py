@@ -1,0 +1,28 @@
+"""HTTP/2 for the server: ``H2Protocol`` (h2 glue), ``H2Exchange``, flow control and abuse guards."""
+from __future__ import annotations
+
+from typing import Any
+
+from skitai.http.request import EMPTY_BODY
+
+from .protocol import H2Protocol, goaway_all
+
+__all__ = ["H2Protocol", "goaway_all", "hooks", "h2c_upgrade"]
+
+
+def h2c_upgrade(exchange: Any) -> Any:
+    """The ``upgrades["h2c"]`` handler: ``Upgrade: h2c`` with ``HTTP2-Settings`` and no body switches the
+    connection to HTTP/2 (RFC 7540 3.2; the request is answered on stream 1). Anything else stays HTTP/1.1."""
+    req = exchange.request
+    settings = req.headers.get("http2-settings")
+    proto = exchange.proto
+    if settings is None or req.body is not EMPTY_BODY or req.scheme == "https":
+        return proto.dispatch(exchange)
+    return exchange.upgrade(lambda: H2Protocol(proto.config, proto.dispatch, upgraded=(req, settings)),
+                            headers=[("Connection", "Upgrade"), ("Upgrade", "h2c")])
+
+
+def hooks(config: Any, dispatch: Any) -> dict:
+    """Keyword arguments for ``skitai.http.server.serve`` that turn HTTP/2 on: h2c upgrade, prior
+    knowledge and ALPN ``h2`` (``serve(config, dispatch, ssl=ctx, **hooks(config, dispatch))``)."""
+    return {"upgrades": {"h2c": h2c_upgrade}, "h2_prior_knowledge": lambda: H2Protocol(config, dispatch)}

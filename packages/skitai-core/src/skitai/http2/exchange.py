@@ -1,0 +1,146 @@
+"""One HTTP/2 stream's request and its answer (``BaseExchange`` for HTTP/2).
+
+Every method runs on the loop thread. Sends go through the stream's ``Outbox`` (flow control) and the
+connection's coalesced flush, so many answers finished in one loop turn leave in one socket write.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import IO, Any
+
+from skitai.http import accesslog, clock
+from skitai.http.errors import ClientDisconnected, HeaderError
+from skitai.http.exchange import DONE, IDLE, STREAMING, BaseExchange
+
+from .flow import Credit, Outbox
+
+# RFC 9113 8.2.2: connection-specific fields must not appear in HTTP/2
+_HOP = frozenset(("connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"))
+SENDFILE_CHUNK = 64 * 1024
+
+
+def h2_headers(status: int, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``:status`` first, names lower-cased, hop-by-hop fields dropped, Server/Date added if absent."""
+    out = [(":status", str(status))]
+    seen_server = seen_date = False
+    for name, value in headers:
+        name = name.lower()
+        if name in _HOP:
+            continue
+        if "\r" in value or "\n" in value or "\0" in value or "\r" in name or "\n" in name:
+            raise HeaderError(f"CR, LF or NUL in header {name!r}")
+        seen_server = seen_server or name == "server"
+        seen_date = seen_date or name == "date"
+        out.append((name, value))
+    if not seen_server:
+        out.append(("server", clock.SERVER))
+    if not seen_date:
+        out.append(("date", clock.DATE))
+    return out
+
+
+class H2Exchange(BaseExchange):
+    """Answers one stream. ``trailers`` (set before ``end()``) go out after the body;
+    ``push(path)`` promises a resource when the client allows push."""
+
+    __slots__ = ("proto", "stream_id", "head_only", "trailers", "request_trailers", "outbox", "credit",
+                 "pushed")
+
+    def __init__(self, proto: Any, stream_id: int, request: Any, pushed: bool = False) -> None:
+        BaseExchange.__init__(self, request, proto.loop, proto.config)
+        self.proto = proto
+        self.stream_id = stream_id
+        self.head_only = request.method == "HEAD"
+        self.trailers: list[tuple[str, str]] | None = None
+        self.request_trailers: list[tuple[str, str]] | None = None
+        self.outbox = Outbox()
+        self.credit = Credit()
+        self.pushed = pushed
+
+    # -- answers --------------------------------------------------------------------------------
+    def respond(self, status: int, headers: list[tuple[str, str]], body: bytes = b"",
+                reason: str | None = None) -> None:
+        self.start(status, headers, reason)
+        self.end(body)
+
+    def start(self, status: int, headers: list[tuple[str, str]], reason: str | None = None) -> None:
+        if self.state != IDLE:
+            if self.closed:
+                return
+            raise RuntimeError("the answer has already started")
+        block = h2_headers(status, headers)          # HeaderError before anything is sent
+        self.state = STREAMING
+        self.status = status
+        self.t_respond = time.monotonic()
+        if not self.closed:
+            self.proto.send_headers(self, block)
+
+    def _queue(self, data: bytes) -> None:
+        self.bytes_out += len(data)
+        if data and not self.head_only:
+            self.outbox.put(bytes(data))
+
+    async def write(self, data: bytes) -> None:
+        if self.closed:
+            raise ClientDisconnected("the stream was reset")
+        if self.state != STREAMING:
+            raise RuntimeError("write() outside start()...end()")
+        self._queue(data)
+        self.proto.pump(self)
+        await self.outbox.drained(self.loop)
+        await self.proto.writable()
+
+    def end(self, data: bytes = b"") -> None:
+        if self.state == DONE:
+            return
+        if self.state == IDLE:
+            raise RuntimeError("end() before start()")
+        self.state = DONE
+        self.t_done = time.monotonic()
+        if accesslog.enabled:
+            accesslog.log(self, "PUSH" if self.pushed else None)
+        if self.closed:
+            self.proto.stream_done(self)
+            return
+        self._queue(data)
+        self.outbox.trailers = self.trailers
+        self.outbox.ending = True
+        self.proto.pump(self)
+
+    async def sendfile(self, file: IO[bytes], offset: int, count: int) -> None:
+        """Reads ``file`` in chunks no larger than a DATA burst; flow control paces the reads."""
+        file.seek(offset)
+        while count > 0:
+            chunk = file.read(min(SENDFILE_CHUNK, count))
+            if not chunk:
+                break
+            count -= len(chunk)
+            await self.write(chunk)
+
+    def push(self, path: str, headers: list[tuple[str, str]] | None = None) -> None:
+        self.proto.push(self, path, headers or [])
+
+    def when_writable(self, callback: Callable[[], None]) -> None:
+        if self.outbox.size < self.outbox.high_water and not self.proto.write_paused:
+            callback()
+            return
+
+        async def later() -> None:
+            try:
+                await self.outbox.drained(self.loop)
+                await self.proto.writable()
+            except ClientDisconnected:
+                pass
+            callback()
+        asyncio.ensure_future(later())
+
+    # -- from the protocol ----------------------------------------------------------------------
+    def reset(self) -> None:
+        """The client reset the stream (or the connection went away)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.request.body.fail(ClientDisconnected("the stream was reset"))
+        self.outbox.wake(ClientDisconnected("the stream was reset"))

@@ -1,0 +1,104 @@
+"""Abuse limits the h2 library does not enforce by itself.
+
+``FrameGuard`` reads only the 9-byte frame headers of the inbound byte stream (before h2 sees the bytes)
+and counts what floods are made of: RST_STREAM (rapid reset, CVE-2023-44487), SETTINGS, PING, and the
+frames and bytes of one header block (CONTINUATION floods). A breach returns an ``Abuse`` naming the
+GOAWAY error code; the protocol then sends GOAWAY and closes this connection only.
+HPACK bombs are stopped by h2's own decoder limit (``max_header_list_size``), set from our Limits.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from h2.errors import ErrorCodes
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+_HEADERS, _RST, _SETTINGS, _PING, _CONTINUATION = 0x1, 0x3, 0x4, 0x6, 0x9
+_ACK, _END_HEADERS = 0x1, 0x4
+
+
+@dataclass(frozen=True)
+class Abuse:
+    code: ErrorCodes
+    reason: str
+
+
+class _Window:
+    """Counts events in a sliding-by-reset time window."""
+
+    __slots__ = ("limit", "span", "count", "since")
+
+    def __init__(self, limit: int, span: float) -> None:
+        self.limit, self.span, self.count, self.since = limit, span, 0, time.monotonic()
+
+    def hit(self) -> bool:
+        now = time.monotonic()
+        if now - self.since > self.span:
+            self.count, self.since = 0, now
+        self.count += 1
+        return self.count > self.limit
+
+
+class FrameGuard:
+    """Feed it every inbound chunk; ``feed`` returns an ``Abuse`` on the first breach, else None."""
+
+    def __init__(self, limits) -> None:
+        span = limits.h2_flood_window
+        self.resets = _Window(limits.h2_max_resets, span)
+        self.settings = _Window(limits.h2_max_settings, span)
+        self.pings = _Window(limits.h2_max_pings, span)
+        self.max_block_frames = limits.h2_max_header_frames
+        self.max_block_bytes = limits.h2_max_header_list_size
+        self._head = b""            # partial frame header
+        self._skip = 0              # payload bytes of the current frame still to pass
+        self._preface = len(PREFACE)
+        self._block_frames = 0      # frames of the header block in progress (0: none)
+        self._block_bytes = 0
+
+    def feed(self, data: bytes) -> Abuse | None:
+        view = memoryview(data)
+        if self._preface:
+            n = min(self._preface, len(view))
+            self._preface -= n
+            view = view[n:]
+        while view:
+            if self._skip:
+                n = min(self._skip, len(view))
+                self._skip -= n
+                view = view[n:]
+                continue
+            need = 9 - len(self._head)
+            self._head += bytes(view[:need])
+            view = view[need:]
+            if len(self._head) < 9:
+                return None
+            head, self._head = self._head, b""
+            length = int.from_bytes(head[:3], "big")
+            self._skip = length
+            abuse = self._frame(head[3], head[4], length)
+            if abuse:
+                return abuse
+        return None
+
+    def _frame(self, ftype: int, flags: int, length: int) -> Abuse | None:
+        if ftype in (_HEADERS, _CONTINUATION):
+            return self._header_block(flags, length)
+        if ftype == _RST and self.resets.hit():
+            return Abuse(ErrorCodes.ENHANCE_YOUR_CALM, "too many stream resets (rapid reset)")
+        if ftype == _SETTINGS and not flags & _ACK and self.settings.hit():
+            return Abuse(ErrorCodes.ENHANCE_YOUR_CALM, "SETTINGS flood")
+        if ftype == _PING and not flags & _ACK and self.pings.hit():
+            return Abuse(ErrorCodes.ENHANCE_YOUR_CALM, "PING flood")
+        return None
+
+    def _header_block(self, flags: int, length: int) -> Abuse | None:
+        self._block_frames += 1
+        self._block_bytes += length
+        if self._block_frames > self.max_block_frames:
+            return Abuse(ErrorCodes.ENHANCE_YOUR_CALM, "CONTINUATION flood")
+        if self._block_bytes > self.max_block_bytes:
+            return Abuse(ErrorCodes.ENHANCE_YOUR_CALM, "header block too large")
+        if flags & _END_HEADERS:
+            self._block_frames = self._block_bytes = 0
+        return None

@@ -1,0 +1,418 @@
+"""HTTP/2 on one connection: the h2 state machine glued to an asyncio transport.
+
+Three ways in: ALPN ``h2`` after TLS (``connection_made``), prior knowledge (``takeover`` with the bytes
+HTTP/1.1 already read, starting with ``PRI * HTTP/2.0``) and ``Upgrade: h2c`` (``upgrade``: the upgrading
+request becomes stream 1). Each request stream gets an ``H2Exchange`` and goes to the same ``dispatch``
+as HTTP/1.1. ``guards.FrameGuard`` watches the raw frames for floods before h2 parses them.
+"""
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from h2.config import H2Configuration
+from h2.connection import H2Connection
+from h2.errors import ErrorCodes
+from h2.events import (ConnectionTerminated, DataReceived, RemoteSettingsChanged, RequestReceived,
+                       StreamEnded, StreamReset, TrailersReceived, WindowUpdated)
+from h2.exceptions import ProtocolError
+from h2.settings import SettingCodes
+
+from skitai.http.errors import BodyTooLarge
+from skitai.http.request import EMPTY_BODY, Body, Headers, Request, host_without_port
+
+from .exchange import H2Exchange
+from .guards import FrameGuard
+
+log = logging.getLogger("skitai.server")
+CONNECTIONS: weakref.WeakSet = weakref.WeakSet()       # live HTTP/2 connections, for GOAWAY on shutdown
+_conn_numbers = itertools.count(1)
+_PUSH_COPY = ("user-agent", "accept-encoding", "accept-language", "cookie", "authorization")
+
+
+def _addr(value: Any) -> tuple:
+    return (value[0], value[1]) if isinstance(value, tuple) else ("", 0)
+
+
+class _Connection(H2Connection):
+    """h2 answers one stream over SETTINGS_MAX_CONCURRENT_STREAMS with a connection error; we answer
+    REFUSED_STREAM for that one stream instead (RFC 9113 5.1.2), so the check moves to the protocol."""
+
+    @property
+    def open_inbound_streams(self) -> int:
+        return min(super().open_inbound_streams, self.local_settings.max_concurrent_streams - 1)
+
+
+def goaway_all() -> None:
+    """Shutdown: every HTTP/2 connection says GOAWAY (NO_ERROR) and closes once its streams are answered."""
+    for proto in list(CONNECTIONS):
+        proto.shutdown()
+
+
+class H2Protocol(asyncio.Protocol):
+    def __init__(self, config: Any, dispatch: Callable, state: Any = None,
+                 upgraded: tuple[Request, str] | None = None) -> None:
+        """``state``: the server's ``ServerState`` (connection numbers, the live-connection set);
+        ``upgraded``: ``(request, HTTP2-Settings value)`` of an ``Upgrade: h2c`` request (it becomes stream 1)."""
+        self.config = config
+        self.state = state
+        self.upgraded = upgraded
+        self.limits = config.limits
+        self.dispatch = dispatch
+        self.scheme = "http"
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.transport: asyncio.Transport | None = None
+        self.conn_no = 0
+        self.req_no = 0
+        self.exchanges: dict[int, H2Exchange] = {}
+        self.guard = FrameGuard(self.limits)
+        self.client = ("", 0)
+        self.server = ("", 0)
+        self.closing = False
+        self.last_active = time.monotonic()
+        self._flush_pending = False
+        self._write_waiter: asyncio.Future | None = None
+        self.write_paused = False
+        self._timer: asyncio.TimerHandle | None = None
+        limits = self.limits
+        self.conn = _Connection(H2Configuration(client_side=False, header_encoding="latin-1"))
+        self.conn.local_settings.update({
+            SettingCodes.MAX_CONCURRENT_STREAMS: limits.h2_max_concurrent_streams,
+            SettingCodes.MAX_HEADER_LIST_SIZE: limits.h2_max_header_list_size,
+            SettingCodes.HEADER_TABLE_SIZE: limits.h2_header_table_size,
+            SettingCodes.INITIAL_WINDOW_SIZE: limits.h2_window_size,
+            SettingCodes.ENABLE_PUSH: 0,
+        })
+        # the decoder limits apply before the client acknowledges our SETTINGS
+        self.conn.decoder.max_header_list_size = limits.h2_max_header_list_size
+        self.conn.decoder.max_allowed_table_size = limits.h2_header_table_size
+
+    # -- three ways in: ALPN h2, prior knowledge (the client's preface follows), Upgrade: h2c ----------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """We send our SETTINGS at once; the 101 of an h2c upgrade was already written by HTTP/1.1."""
+        self.transport = transport  # type: ignore[assignment]
+        self.loop = asyncio.get_running_loop()
+        self.client = _addr(transport.get_extra_info("peername"))
+        self.server = _addr(transport.get_extra_info("sockname"))
+        if transport.get_extra_info("ssl_object") is not None:
+            self.scheme = "https"
+        if self.state is not None:
+            self.state.conn_count += 1
+            self.conn_no = self.state.conn_count
+        else:
+            self.conn_no = next(_conn_numbers)
+        transport.set_write_buffer_limits(high=self.limits.write_buffer_high)
+        CONNECTIONS.add(self)
+        self._schedule()
+        if self.upgraded is None:
+            self.conn.initiate_connection()
+        else:
+            request, settings = self.upgraded
+            self.upgraded = None
+            self.conn.initiate_upgrade_connection(settings.encode("latin-1"))
+            request.version = "2"
+            self._start_exchange(1, request)
+        self._flush()
+
+    # -- inbound --------------------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        self.last_active = time.monotonic()
+        abuse = self.guard.feed(data)
+        if abuse is not None:
+            log.warning("HTTP/2 %s from %s: GOAWAY %s", abuse.reason, self.client[0], abuse.code.name)
+            self.goaway(abuse.code, abuse.reason)
+            return
+        try:
+            events = self.conn.receive_data(data)
+        except ProtocolError as e:
+            log.info("HTTP/2 protocol error from %s: %s", self.client[0], e)
+            self._flush()
+            self._close()
+            return
+        for event in events:
+            handler = self._handlers.get(type(event))
+            if handler is not None:
+                handler(self, event)
+        self._flush()
+
+    def _on_request(self, event: RequestReceived) -> None:
+        sid = event.stream_id
+        if self.closing or len(self.exchanges) >= self.limits.h2_max_concurrent_streams:
+            self.conn.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
+            return
+        pseudo, headers, authority = {}, [], None
+        for name, value in event.headers:
+            if name[0] == ":":
+                pseudo[name] = value
+            else:
+                headers.append((name, value))
+                if name == "host" and authority is None:
+                    authority = value
+        if ":authority" in pseudo:
+            authority = pseudo[":authority"]
+            if not any(n == "host" for n, _ in headers):
+                headers.append(("host", authority))
+        ended = event.stream_ended is not None
+        body = EMPTY_BODY if ended else Body(self.loop, self.limits.max_body_size,
+                                             on_drain=lambda: self._credit(sid))
+        self.req_no += 1
+        request = Request(pseudo.get(":method", "GET"), pseudo.get(":path", "/"), "2", Headers(headers),
+                          scheme=self.scheme, host=host_without_port(authority or ""), client=self.client,
+                          server=self.server, body=body, started=time.monotonic(), conn_no=self.conn_no,
+                          req_no=self.req_no)
+        self._start_exchange(sid, request)
+
+    def _start_exchange(self, sid: int, request: Request, pushed: bool = False) -> None:
+        ex = H2Exchange(self, sid, request, pushed)
+        self.exchanges[sid] = ex
+        try:
+            result = self.dispatch(ex)
+        except Exception:
+            log.exception("dispatch failed for %r", request)
+            self._fail(ex)
+            return
+        if result is not None:
+            task = asyncio.ensure_future(result)
+            task.add_done_callback(lambda t, ex=ex: self._dispatched(ex, t))
+
+    def _dispatched(self, ex: H2Exchange, task: asyncio.Future) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("handler failed for %r", ex.request, exc_info=task.exception())
+            self._fail(ex)
+        elif ex.closed and not ex.finished:
+            self.stream_done(ex)          # reset while running and the handler gave up
+
+    def _fail(self, ex: H2Exchange) -> None:
+        if not ex.started and not ex.closed:
+            ex.error(500)
+        elif not ex.finished:
+            self.reset(ex, ErrorCodes.INTERNAL_ERROR)
+
+    def _on_data(self, event: DataReceived) -> None:
+        ex = self.exchanges.get(event.stream_id)
+        size = event.flow_controlled_length
+        if ex is None or ex.request.body is EMPTY_BODY:
+            self.conn.acknowledge_received_data(size, event.stream_id)
+            return
+        try:
+            paused = ex.request.body.feed(event.data)
+        except BodyTooLarge:
+            if not ex.started:
+                ex.error(413)
+            self.reset(ex, ErrorCodes.CANCEL)
+            return
+        if paused or ex.credit.paused:
+            ex.credit.paused = True
+            ex.credit.held += size
+        else:
+            self.conn.acknowledge_received_data(size, event.stream_id)
+
+    def _credit(self, sid: int) -> None:
+        """The app read the body below its low-water mark: give back the held window."""
+        ex = self.exchanges.get(sid)
+        if ex is None:
+            return
+        held, ex.credit.held, ex.credit.paused = ex.credit.held, 0, False
+        if held and not ex.closed:
+            try:
+                self.conn.acknowledge_received_data(held, sid)
+            except ProtocolError:
+                return
+            self._flush_soon()
+
+    def _on_end(self, event: StreamEnded) -> None:
+        ex = self.exchanges.get(event.stream_id)
+        if ex is not None:
+            ex.request.body.feed_eof()
+
+    def _on_trailers(self, event: TrailersReceived) -> None:
+        ex = self.exchanges.get(event.stream_id)
+        if ex is not None:
+            ex.request_trailers = list(event.headers)
+
+    def _on_reset(self, event: StreamReset) -> None:
+        ex = self.exchanges.get(event.stream_id)
+        if ex is not None:
+            ex.reset()
+            if ex.finished:
+                self.exchanges.pop(event.stream_id, None)
+
+    def _on_window(self, event: WindowUpdated) -> None:
+        if event.stream_id:
+            ex = self.exchanges.get(event.stream_id)
+            if ex is not None:
+                self.pump(ex, flush=False)
+        else:
+            self._pump_all()
+
+    def _on_settings(self, event: RemoteSettingsChanged) -> None:
+        if SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
+            self._pump_all()
+
+    def _on_terminated(self, event: ConnectionTerminated) -> None:
+        self.closing = True
+        self._flush()
+        self._close()
+
+    _handlers = {
+        RequestReceived: _on_request, DataReceived: _on_data, StreamEnded: _on_end,
+        TrailersReceived: _on_trailers, StreamReset: _on_reset, WindowUpdated: _on_window,
+        RemoteSettingsChanged: _on_settings, ConnectionTerminated: _on_terminated,
+    }
+
+    # -- outbound (called by H2Exchange) --------------------------------------------------------
+    def send_headers(self, ex: H2Exchange, headers: list[tuple[str, str]]) -> None:
+        try:
+            self.conn.send_headers(ex.stream_id, headers)
+        except ProtocolError:
+            ex.closed = True
+            return
+        self._flush_soon()
+
+    def pump(self, ex: H2Exchange, flush: bool = True) -> None:
+        if not ex.closed:
+            try:
+                ex.outbox.pump(self.conn, ex.stream_id)
+            except ProtocolError:        # the stream closed under us
+                ex.reset()
+        if ex.finished and (ex.outbox.done or ex.closed):
+            self.stream_done(ex)
+        if flush:
+            self._flush_soon()
+
+    def _pump_all(self) -> None:
+        for ex in list(self.exchanges.values()):
+            if ex.outbox.chunks or (ex.outbox.ending and not ex.outbox.done):
+                self.pump(ex, flush=False)
+
+    def stream_done(self, ex: H2Exchange) -> None:
+        self.exchanges.pop(ex.stream_id, None)
+        ex.request.body.discard()
+        if self.closing and not self.exchanges:
+            self._flush()
+            self._close()
+
+    def reset(self, ex: H2Exchange, code: ErrorCodes) -> None:
+        ex.reset()
+        try:
+            self.conn.reset_stream(ex.stream_id, code)
+        except ProtocolError:
+            pass
+        if ex.finished:
+            self.stream_done(ex)
+        self._flush_soon()
+
+    def push(self, ex: H2Exchange, path: str, extra: list[tuple[str, str]]) -> None:
+        """Promise ``path`` on ``ex``'s stream and answer it like a request; a no-op when push is off."""
+        if ex.closed or ex.finished or self.closing or not self.conn.remote_settings.enable_push:
+            return
+        req = ex.request
+        authority = req.headers.get("host") or req.host
+        headers = [(":method", "GET"), (":path", path), (":scheme", self.scheme), (":authority", authority)]
+        headers += [(n, v) for n, v in req.headers.items() if n in _PUSH_COPY]
+        headers += [(n.lower(), v) for n, v in extra]
+        try:
+            pid = self.conn.get_next_available_stream_id()
+            self.conn.push_stream(ex.stream_id, pid, headers)
+        except ProtocolError:
+            return                            # the client's stream limit or state says no
+        self.req_no += 1
+        request = Request("GET", path, "2", Headers([(n, v) for n, v in headers if n[0] != ":"] +
+                                                    [("host", authority)]),
+                          scheme=self.scheme, host=req.host, client=self.client, server=self.server,
+                          started=time.monotonic(), conn_no=self.conn_no, req_no=self.req_no)
+        self._start_exchange(pid, request, pushed=True)
+        self._flush_soon()
+
+    async def writable(self) -> None:
+        """Returns when the transport takes more (back-pressure for streaming handlers)."""
+        if self.write_paused:
+            self._write_waiter = self.loop.create_future()
+            await self._write_waiter
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        w, self._write_waiter = self._write_waiter, None
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def _flush_soon(self) -> None:
+        if not self._flush_pending and self.loop is not None:
+            self._flush_pending = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        data = self.conn.data_to_send()
+        if data and self.transport is not None:
+            self.transport.write(data)
+
+    # -- ending ---------------------------------------------------------------------------------
+    def goaway(self, code: ErrorCodes, reason: str = "") -> None:
+        """Close the connection now with GOAWAY ``code`` (abuse, stalls)."""
+        try:
+            self.conn.close_connection(code, additional_data=reason.encode()[:64])
+        except ProtocolError:
+            pass
+        self._flush()
+        for ex in list(self.exchanges.values()):
+            ex.reset()
+        self._close()
+
+    def shutdown(self) -> None:
+        """Graceful: GOAWAY NO_ERROR, finish the streams in flight, then close."""
+        if self.closing or self.transport is None:
+            return
+        self.closing = True
+        try:
+            self.conn.close_connection(ErrorCodes.NO_ERROR, last_stream_id=self.conn.highest_inbound_stream_id)
+        except ProtocolError:
+            pass
+        self._flush()
+        if not self.exchanges:
+            self._close()
+
+    def _close(self) -> None:
+        self.closing = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        if self._timer is not None:
+            self._timer.cancel()
+        for ex in list(self.exchanges.values()):
+            ex.reset()
+        self.exchanges.clear()
+        self.resume_writing()
+        CONNECTIONS.discard(self)
+
+    # -- timers: idle connections and zero-window stalls ------------------------------------------
+    def _schedule(self) -> None:
+        step = max(0.05, min(self.limits.network_timeout, self.limits.h2_idle_timeout) / 4)
+        self._timer = self.loop.call_later(step, self._tick)
+
+    def _tick(self) -> None:
+        if self.transport is None:
+            return
+        now, limits = time.monotonic(), self.limits
+        for ex in list(self.exchanges.values()):
+            since = ex.outbox.blocked_since
+            if since and now - since > limits.network_timeout:
+                if self.conn.outbound_flow_control_window <= 0:
+                    log.warning("HTTP/2 connection window stalled by %s: GOAWAY", self.client[0])
+                    self.goaway(ErrorCodes.ENHANCE_YOUR_CALM, "flow-control window stalled")
+                    return
+                self.reset(ex, ErrorCodes.CANCEL)
+        if not self.exchanges and now - self.last_active > limits.h2_idle_timeout:
+            self.shutdown()
+            return
+        self._schedule()

@@ -1,0 +1,74 @@
+"""TLS for the main listener: the SSL context and the choice of protocol by ALPN.
+
+``make_ssl_context(config)`` reads ``config.certfile``/``keyfile``/``passphrase`` (``skitai.enable_ssl``).
+The spec's openssl command writes the key and the certificate into ONE PEM file, so ``keyfile`` may be
+the same file, ``None``, or a file that does not exist while the certificate file holds the key.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import ssl
+from collections.abc import Callable
+from typing import Any
+
+ALPN = ["h2", "http/1.1"]
+# RFC 9113 section 9.2: TLS 1.2+ with an ephemeral key exchange and an AEAD cipher.
+_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20"
+
+
+def _holds_key(path: str) -> bool:
+    with open(path, "rb") as f:
+        return b"PRIVATE KEY-----" in f.read()
+
+
+def _key_path(certfile: str, keyfile: str | None) -> str | None:
+    if keyfile and os.path.exists(keyfile):
+        return keyfile
+    if _holds_key(certfile):
+        return None                     # load_cert_chain takes the key from the certificate file
+    raise ValueError(f"enable_ssl: key file {keyfile!r} not found and {certfile!r} holds no private key")
+
+
+def make_ssl_context(config: Any) -> ssl.SSLContext:
+    """A server context with ALPN ``h2`` and ``http/1.1``; a clear ``ValueError`` for a bad file or pass phrase."""
+    certfile = config.certfile
+    if not certfile or not os.path.exists(certfile):
+        raise ValueError(f"enable_ssl: certificate file {certfile!r} not found")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(_CIPHERS)
+    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    password = config.passphrase or None
+    try:
+        ctx.load_cert_chain(certfile, _key_path(certfile, config.keyfile), password=password)
+    except ssl.SSLError as e:
+        raise ValueError(f"enable_ssl: cannot load {certfile!r} (wrong pass phrase or not a PEM key/cert?): {e}") \
+            from None
+    ctx.set_alpn_protocols(ALPN)
+    return ctx
+
+
+def negotiated(transport: asyncio.BaseTransport) -> str | None:
+    """The ALPN protocol of a TLS transport ("h2", "http/1.1") or None (plain TCP or no ALPN)."""
+    sslobj = transport.get_extra_info("ssl_object")
+    return sslobj.selected_alpn_protocol() if sslobj is not None else None
+
+
+class _ALPNSwitch(asyncio.Protocol):
+    """Stands in until the TLS handshake is done, then hands the transport to the right protocol."""
+
+    def __init__(self, h1: Callable[[], asyncio.Protocol], h2: Callable[[], asyncio.Protocol]) -> None:
+        self._h1, self._h2 = h1, h2
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # asyncio calls this after the handshake, so ALPN is already settled.
+        proto = (self._h2 if negotiated(transport) == "h2" else self._h1)()
+        transport.set_protocol(proto)
+        proto.connection_made(transport)
+
+
+def alpn_factory(h1: Callable[[], asyncio.Protocol],
+                 h2: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
+    """A protocol factory for ``loop.create_server(..., ssl=ctx)`` that picks HTTP/2 or HTTP/1.1 by ALPN."""
+    return lambda: _ALPNSwitch(h1, h2)

@@ -1,0 +1,266 @@
+"""The three connection designs of the spec, as ``Session`` objects for ``WebSocketProtocol``.
+
+A design decides WHERE and in WHAT ORDER the app's handler runs; the handler itself is a plain callable
+``handler(event, message, sender) -> reply`` run on a worker thread (``executor``; None runs it inline
+on the loop, for ``threads=0``). A reply that is not None/empty is sent back (str → text, bytes → binary,
+``(msg, client_id)`` → to one client of a group).
+
+- ``WS_SIMPLE`` / ``WS_THREADSAFE``: the messages of one connection are handled one after another, in order.
+- ``WS_GROUPCHAT``: connections join a room; replies go to every client of the room (or one).
+- ``WS_DEDICATE``: one thread per connection runs the handler once; it pulls messages with ``getwait()``.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from . import encoding as enc
+from .broker import LocalBroker, Room
+from .protocol import NORMAL, WebSocketProtocol
+
+log = logging.getLogger("skitai.websocket")
+
+WS_SIMPLE = 1
+WS_DEDICATE = 4
+WS_GROUPCHAT = 5
+WS_THREADSAFE = 6
+DESIGNS = (WS_SIMPLE, WS_DEDICATE, WS_GROUPCHAT, WS_THREADSAFE)
+WS_EVT_INIT, WS_EVT_OPEN, WS_EVT_CLOSE, WS_EVT_NONE = "init", "open", "close", None
+INVALID_DATA = 1007
+
+Handler = Callable[[Any, Any, "Sender"], Any]
+_ids = itertools.count(1)
+
+
+def next_client_id() -> int:
+    """Numeric client ids, unique in the process (``env['websocket.client']``)."""
+    return next(_ids)
+
+
+class Sender:
+    """``env['websocket']``: send to this client (or, in a group, to a client id or everyone) from any thread."""
+
+    def __init__(self, client_id: int, encoding: str | None = None) -> None:
+        self.client_id = client_id
+        self.encoding = encoding
+        self.room: Room | None = None
+        self.ws: WebSocketProtocol | None = None
+        self._loop_thread = 0
+
+    def attach(self, ws: WebSocketProtocol) -> None:
+        self.ws = ws
+        self._loop_thread = threading.get_ident()
+
+    @property
+    def closed(self) -> bool:
+        return self.ws is None or self.ws.closed
+
+    @property
+    def clients(self) -> dict[int, Sender]:
+        """The clients of this room by id (just this one outside a group)."""
+        return self.room.clients if self.room else {self.client_id: self}
+
+    def send(self, message: Any, client_id: int | None = None) -> None:
+        """Send ``message`` (encoded by the connection's encoding); in a group, ``client_id=None`` is everyone."""
+        data = enc.encode(self.encoding, message)
+        if self.room is not None:
+            self.room.publish(data, client_id)
+        else:
+            self.deliver(data)
+
+    def deliver(self, data: str | bytes) -> None:
+        """Put already encoded data on this connection."""
+        ws = self.ws
+        if ws is None or ws.closed:
+            return
+        if threading.get_ident() == self._loop_thread:
+            ws.send(data)
+        else:
+            ws.send_threadsafe(data)
+
+    def close(self, code: int = NORMAL, reason: str = "") -> None:
+        ws = self.ws
+        if ws is not None:
+            if threading.get_ident() == self._loop_thread:
+                ws.close(code, reason)
+            else:
+                ws.close_threadsafe(code, reason)
+
+
+class _Serial:
+    """Runs the jobs of one connection one at a time, in arrival order, on the executor."""
+
+    def __init__(self, run: Callable[[tuple], None], executor: Any, ws_getter: Callable, max_queue: int) -> None:
+        self.run, self.executor, self.ws_getter, self.max_queue = run, executor, ws_getter, max_queue
+        self.jobs: deque[tuple] = deque()
+        self.lock = threading.Lock()
+        self.busy = False
+        self.paused = False
+
+    def put(self, job: tuple) -> None:           # loop thread
+        with self.lock:
+            self.jobs.append(job)
+            if self.busy:
+                if len(self.jobs) >= self.max_queue and not self.paused:
+                    self.paused = True
+                    ws = self.ws_getter()
+                    if ws is not None:
+                        ws.pause()
+                return
+            self.busy = True
+        if self.executor is None:
+            self._drain()
+        else:
+            self.executor.submit(self._drain)
+
+    def _drain(self) -> None:                    # worker thread: keep going while jobs are waiting
+        while True:
+            with self.lock:
+                if not self.jobs:
+                    self.busy = False
+                    resume, self.paused = self.paused, False
+                    break
+                job = self.jobs.popleft()
+            try:
+                self.run(job)
+            except Exception:
+                log.exception("websocket handler failed")
+        ws = self.ws_getter()
+        if resume and ws is not None and ws.loop is not None:
+            ws.loop.call_soon_threadsafe(ws.resume)
+
+
+class SimpleSession:
+    """WS_SIMPLE / WS_THREADSAFE: a per-connection serial queue on the shared pool."""
+
+    def __init__(self, handler: Handler, sender: Sender, executor: Any, limits: Any) -> None:
+        self.handler, self.sender = handler, sender
+        self.serial = _Serial(self._job, executor, lambda: sender.ws, limits.ws_max_queue)
+
+    def opened(self, ws: WebSocketProtocol) -> None:
+        self.sender.attach(ws)
+        self.serial.put((WS_EVT_OPEN, ""))
+
+    def received(self, message: str | bytes) -> None:
+        try:
+            obj = enc.decode(self.sender.encoding, message)
+        except enc.DecodeError as e:
+            self.sender.close(INVALID_DATA, str(e)[:120])
+            return
+        self.serial.put((None, obj))
+
+    def closed(self, code: int) -> None:
+        self.serial.put((WS_EVT_CLOSE, ""))
+
+    def _job(self, job: tuple) -> None:
+        event, message = job
+        reply = self.handler(event, message, self.sender)
+        self.reply(reply)
+
+    def reply(self, reply: Any) -> None:
+        if reply is None or reply == "" or reply == b"":
+            return
+        if isinstance(reply, tuple):
+            self.sender.send(*reply)
+        else:
+            self.sender.send(reply)
+
+
+class GroupSession(SimpleSession):
+    """WS_GROUPCHAT: like SIMPLE, and the connection is a member of the room ``key`` while open."""
+
+    def __init__(self, handler: Handler, sender: Sender, executor: Any, limits: Any,
+                 broker: LocalBroker, key: str) -> None:
+        super().__init__(handler, sender, executor, limits)
+        self.broker, self.key = broker, key
+
+    def opened(self, ws: WebSocketProtocol) -> None:
+        self.sender.attach(ws)
+        self.sender.room = self.broker.join(self.key, self.sender)
+        self.serial.put((WS_EVT_OPEN, ""))
+
+    def closed(self, code: int) -> None:
+        self.sender.room.leave(self.sender)
+        self.serial.put((WS_EVT_CLOSE, ""))
+
+
+class DedicatedSession:
+    """WS_DEDICATE: a thread of its own runs the handler once; messages wait in a bounded queue."""
+
+    def __init__(self, handler: Handler, sender: DedicatedSender, executor: Any, limits: Any) -> None:
+        self.handler, self.sender, self.limits = handler, sender, limits
+
+    def opened(self, ws: WebSocketProtocol) -> None:
+        self.sender.attach(ws)
+        threading.Thread(target=self._run, name=f"ws-dedicate-{self.sender.client_id}", daemon=True).start()
+
+    def _run(self) -> None:
+        try:
+            reply = self.handler(WS_EVT_NONE, "", self.sender)
+            if reply not in (None, "", b""):
+                self.sender.send(reply)
+        except Exception:
+            log.exception("dedicated websocket handler failed")
+        self.sender.close()
+
+    def received(self, message: str | bytes) -> None:
+        try:
+            obj = enc.decode(self.sender.encoding, message)
+        except enc.DecodeError as e:
+            self.sender.close(INVALID_DATA, str(e)[:120])
+            return
+        self.sender.inbox.put(obj)
+        if self.sender.inbox.qsize() >= self.limits.ws_max_queue and self.sender.ws is not None:
+            self.sender.ws.pause()
+            self.sender.paused = True
+
+    def closed(self, code: int) -> None:
+        self.sender.inbox.put(None)
+
+
+class DedicatedSender(Sender):
+    """``was.websocket`` of WS_DEDICATE: ``getwait()`` blocks the connection's own thread."""
+
+    def __init__(self, client_id: int, encoding: str | None = None) -> None:
+        super().__init__(client_id, encoding)
+        self.inbox: queue.Queue = queue.Queue()
+        self.paused = False
+        self._gone = False
+
+    def getwait(self, timeout: float | None = None) -> Any:
+        """The next message; None when the client disconnected (or ``timeout`` seconds passed)."""
+        if self._gone:
+            return None
+        try:
+            msg = self.inbox.get(timeout=timeout)
+        except queue.Empty:
+            return None
+        if msg is None:
+            self._gone = True
+        elif self.paused and self.inbox.qsize() < 1 and self.ws is not None:
+            self.paused = False
+            self.ws.loop.call_soon_threadsafe(self.ws.resume)
+        return msg
+
+
+def make_session(spec: int, handler: Handler, client_id: int, encoding: str | None, executor: Any,
+                 limits: Any, room_key: str | None = None, broker: LocalBroker | None = None):
+    """The ``Session`` (and its ``Sender``) for a design; ``room_key`` names the group of WS_GROUPCHAT."""
+    if spec == WS_DEDICATE:
+        sender: Sender = DedicatedSender(client_id, encoding)
+        return DedicatedSession(handler, sender, executor, limits), sender
+    if spec == WS_GROUPCHAT:
+        sender = Sender(client_id, encoding)
+        return GroupSession(handler, sender, executor, limits, broker or DEFAULT_BROKER, room_key or ""), sender
+    if spec in (WS_SIMPLE, WS_THREADSAFE):
+        sender = Sender(client_id, encoding)
+        return SimpleSession(handler, sender, executor, limits), sender
+    raise ValueError(f"unknown websocket design {spec!r}; use WS_SIMPLE, WS_GROUPCHAT, WS_DEDICATE or WS_THREADSAFE")
+
+
+DEFAULT_BROKER = LocalBroker()

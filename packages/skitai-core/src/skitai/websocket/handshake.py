@@ -1,0 +1,61 @@
+"""The RFC 6455 opening handshake, answered from already-parsed request headers.
+
+Only what the RFC asks: ``Sec-WebSocket-Key`` and version 13. ``Origin`` is optional (non-browser clients
+send none); ``Limits.ws_origins`` turns on an allow-list. No obsolete ``WebSocket-Location`` headers.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+
+from wsproto.extensions import Extension, PerMessageDeflate
+from wsproto.handshake import server_extensions_handshake
+from wsproto.utilities import generate_accept_token, split_comma_header
+
+
+class HandshakeError(Exception):
+    """The upgrade is refused: answer ``status`` with ``headers`` and close."""
+
+    def __init__(self, status: int, detail: str, headers: list[tuple[str, str]] | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.detail, self.headers = status, detail, headers or []
+
+
+@dataclass
+class Accepted:
+    headers: list[tuple[str, str]]                       # for the 101 answer
+    extensions: list[Extension] = field(default_factory=list)
+
+
+def is_upgrade(headers) -> bool:
+    """A GET asking ``Upgrade: websocket``."""
+    return "websocket" in (headers.get("upgrade") or "").lower()
+
+
+def accept(headers, limits) -> Accepted:
+    """Check the request headers and build the 101 headers, or raise ``HandshakeError``."""
+    if "upgrade" not in (headers.get("connection") or "").lower():
+        raise HandshakeError(400, "Connection: Upgrade is missing")
+    if (headers.get("sec-websocket-version") or "").strip() != "13":
+        raise HandshakeError(426, "only WebSocket version 13 is supported", [("Sec-WebSocket-Version", "13")])
+    key = (headers.get("sec-websocket-key") or "").strip()
+    try:
+        if len(base64.b64decode(key, validate=True)) != 16:
+            raise ValueError
+    except (ValueError, binascii.Error):
+        raise HandshakeError(400, "Sec-WebSocket-Key is missing or invalid") from None
+    origins = limits.ws_origins
+    if origins and headers.get("origin") not in origins:
+        raise HandshakeError(403, "this Origin is not allowed")
+    out = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
+           ("Sec-WebSocket-Accept", generate_accept_token(key.encode()).decode())]
+    extensions: list[Extension] = []
+    offers = headers.getall("sec-websocket-extensions")
+    if limits.ws_deflate and offers:
+        deflate = PerMessageDeflate()
+        agreed = server_extensions_handshake(split_comma_header(", ".join(offers).encode()), [deflate])
+        if agreed:
+            out.append(("Sec-WebSocket-Extensions", agreed.decode()))
+            extensions.append(deflate)
+    return Accepted(out, extensions)

@@ -1,0 +1,171 @@
+"""WebSocket for WSGI apps through the environ, as the spec's "For Flask Users" section shows.
+
+The app is first called with ``env['websocket.event'] = WS_EVT_INIT`` and answers the handshake by setting
+``env['websocket.config'] = (spec, keep_alive_timeout, varnames)`` (optionally a 4th item, the message
+encoding ``WS_MSG_JSON``/``WS_MSG_XMLRPC``). An app that sets nothing gets its answer sent as plain HTTP
+(a 404 of Flask, say). After the upgrade the app is called again for ``WS_EVT_OPEN``, every message and
+``WS_EVT_CLOSE``; a message arrives in the query argument named by ``varnames[0]`` (and, not percent-encoded
+and already decoded by the encoding, in ``env['websocket.message']``). A non-empty answer is sent back:
+text when the app returned str or a text/JSON/XML content type, binary otherwise.
+``env['websocket']`` sends from any thread; ``env['websocket.client']`` is the numeric client id.
+
+Frameworks (Saddle's ``was.wsconfig``/``was.wsinit``...) build on exactly these keys.
+"""
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from skitai.http.errors import error_page
+
+from . import encoding as enc
+from .designs import DESIGNS, WS_DEDICATE, WS_EVT_INIT, WS_GROUPCHAT, make_session, next_client_id
+from .handshake import HandshakeError, accept
+from .protocol import WebSocketProtocol
+
+log = logging.getLogger("skitai.websocket")
+DEFAULT_TIMEOUT = 60.0
+_TEXT_TYPES = ("text/", "application/json", "application/xml", "application/javascript")
+
+
+class WSConfig:
+    """``env['websocket.config']`` checked: a bad value is a clear ``ValueError`` (the handshake gets 500)."""
+
+    def __init__(self, value: Any) -> None:
+        if not isinstance(value, (tuple, list)) or not 1 <= len(value) <= 4:
+            raise ValueError(f"websocket.config must be (spec, timeout, varnames[, encoding]), got {value!r}")
+        value = tuple(value) + (None,) * (4 - len(value))
+        spec, timeout, varnames, encoding = value
+        if spec not in DESIGNS:
+            raise ValueError(f"unknown websocket design {spec!r}")
+        if timeout is None:
+            timeout = DEFAULT_TIMEOUT
+        if not isinstance(timeout, (int, float)) or timeout < 0:
+            raise ValueError(f"websocket keep-alive timeout must be seconds >= 0, got {timeout!r}")
+        if isinstance(varnames, str):
+            varnames = (varnames,)
+        elif varnames is None:
+            varnames = ()
+        elif not all(isinstance(v, str) for v in varnames):
+            raise ValueError(f"websocket varnames must be a str or a list of str, got {varnames!r}")
+        enc.check(encoding)
+        self.spec, self.timeout, self.varnames, self.encoding = spec, float(timeout), tuple(varnames), encoding
+
+
+def call_app(app: Callable, env: dict) -> tuple[str, list[tuple[str, str]], list]:
+    """Run a WSGI app to the end: ``(status line, headers, body items)``."""
+    answer: dict = {}
+    items: list = []
+
+    def start_response(status, headers, exc_info=None):
+        answer["status"], answer["headers"] = status, headers
+        return items.append
+
+    result = app(env, start_response)
+    try:
+        for item in result:
+            if item:
+                items.append(item)
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+    return answer.get("status", "200 OK"), answer.get("headers", []), items
+
+
+def reply_of(headers: list[tuple[str, str]], items: list) -> str | bytes | None:
+    """The message an app's answer stands for: None when empty."""
+    if not items:
+        return None
+    if all(isinstance(i, str) for i in items):
+        return "".join(items)
+    body = b"".join(i.encode("utf-8") if isinstance(i, str) else i for i in items)
+    ctype = next((v.lower() for n, v in headers if n.lower() == "content-type"), "text/plain")
+    if ctype.startswith(_TEXT_TYPES):
+        try:
+            return body.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+    return body
+
+
+def _with_arg(query: str, name: str, value: str | bytes) -> str:
+    pairs = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != name]
+    pairs.append((name, value))
+    return urlencode(pairs)
+
+
+class WSGIWebSocket:
+    """Calls one app for the events and messages of one connection (in a worker thread)."""
+
+    def __init__(self, app: Callable, base_env: dict, cfg: WSConfig) -> None:
+        self.app, self.base, self.cfg = app, base_env, cfg
+        self.query = base_env.get("QUERY_STRING", "")
+
+    def __call__(self, event: Any, message: Any, sender: Any) -> Any:
+        env = dict(self.base)
+        env["websocket.event"] = event
+        env["websocket"] = sender
+        env["websocket.message"] = message
+        env["wsgi.input"] = io.BytesIO()
+        env["CONTENT_LENGTH"] = "0"
+        if self.cfg.varnames:
+            raw = message if isinstance(message, (str, bytes)) else enc.encode(self.cfg.encoding, message)
+            env["QUERY_STRING"] = _with_arg(self.query, self.cfg.varnames[0], raw)
+        _, headers, items = call_app(self.app, env)
+        return reply_of(headers, items)
+
+
+def room_key(env: dict, request: Any, cfg: WSConfig) -> str:
+    """Group-chat rooms: the route path + "/" + the value of the second argument (the room id)."""
+    value = ""
+    if len(cfg.varnames) > 1:
+        value = dict(parse_qsl(env.get("QUERY_STRING", ""), keep_blank_values=True)).get(cfg.varnames[1], "")
+    return f"{request.path}/{value}"
+
+
+async def serve_websocket(exchange: Any, app: Callable, env: dict, executor: Any = None) -> None:
+    """Answer an ``Upgrade: websocket`` request for a WSGI ``app`` whose ``env`` is built: handshake,
+    the INIT call, then ``exchange.upgrade()`` to a ``WebSocketProtocol`` running the chosen design."""
+    limits = exchange.config.limits
+    try:
+        accepted = accept(exchange.request.headers, limits)
+    except HandshakeError as e:
+        exchange.respond(e.status, e.headers + [("Content-Type", "text/html; charset=utf-8")],
+                         error_page(e.status, e.detail))
+        return
+    client_id = next_client_id()
+    env["websocket.event"] = WS_EVT_INIT
+    env["websocket.client"] = client_id
+    env.pop("websocket.config", None)
+    loop = asyncio.get_running_loop()
+    if executor is None:
+        status, headers, items = call_app(app, env)
+    else:
+        status, headers, items = await loop.run_in_executor(executor, call_app, app, env)
+    value = env.pop("websocket.config", None)
+    env.pop("websocket.event", None)
+    if value is None:                      # not a websocket route: its plain HTTP answer
+        body = b"".join(i.encode("utf-8") if isinstance(i, str) else i for i in items)
+        exchange.respond(int(status.split(" ", 1)[0]), [h for h in headers if h[0].lower() != "content-length"],
+                         body)
+        return
+    try:
+        cfg = WSConfig(value)
+    except ValueError as e:
+        log.error("%s %s: %s", exchange.request.method, exchange.request.path, e)
+        exchange.error(500, str(e))
+        return
+    if exchange.closed:
+        return
+    handler = WSGIWebSocket(app, env, cfg)
+    key = room_key(env, exchange.request, cfg) if cfg.spec == WS_GROUPCHAT else None
+    session, sender = make_session(cfg.spec, handler, client_id, cfg.encoding,
+                                   None if cfg.spec == WS_DEDICATE else executor, limits, key)
+    env["websocket"] = sender
+    exchange.upgrade(lambda: WebSocketProtocol(session, limits, accepted.extensions, cfg.timeout, loop),
+                     headers=accepted.headers)

@@ -1,0 +1,135 @@
+"""The PEP 3333 environ of one request, plus ``wsgi.errors`` and ``wsgi.file_wrapper``.
+
+``SCRIPT_NAME`` is the mount point and ``PATH_INFO`` the rest of the percent-decoded path, as latin-1 text
+of the decoded bytes (PEP 3333's "bytes as str"). Request headers become ``HTTP_*`` keys (repeated fields
+comma-joined); a header whose name contains ``_`` is dropped, since it would collide with the ``-`` form of
+another header (a classic way to spoof ``X-Forwarded-For``-like headers).
+"""
+from __future__ import annotations
+
+import io
+import logging
+import os
+from typing import IO, Any
+from urllib.parse import unquote_to_bytes
+
+_app_log = logging.getLogger("skitai.app")
+
+
+class ErrorStream:
+    """``wsgi.errors``: lines written by the app go to the ``skitai.app`` logger."""
+
+    __slots__ = ("_partial",)
+
+    def __init__(self) -> None:
+        self._partial = ""
+
+    def write(self, text: str) -> int:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
+        data = self._partial + text
+        lines = data.split("\n")
+        self._partial = lines.pop()
+        for line in lines:
+            if line:
+                _app_log.error("%s", line)
+        return len(text)
+
+    def writelines(self, lines) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        if self._partial:
+            _app_log.error("%s", self._partial)
+            self._partial = ""
+
+
+class FileWrapper:
+    """``wsgi.file_wrapper``: iterates a file in blocks; the server sends real files with ``sendfile``."""
+
+    def __init__(self, filelike: IO[bytes], blksize: int = 8192) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+        if hasattr(filelike, "close"):
+            self.close = filelike.close
+
+    def fileno_or_none(self) -> int | None:
+        try:
+            fd = self.filelike.fileno()
+            os.fstat(fd)
+            return fd
+        except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+            return None
+
+    def __iter__(self):
+        read = self.filelike.read
+        while True:
+            block = read(self.blksize)
+            if not block:
+                return
+            yield block
+
+
+_KEYS: dict[str, str | None] = {"content-type": "CONTENT_TYPE", "content-length": "CONTENT_LENGTH"}
+
+
+def _environ_key(name: str) -> str | None:
+    key = _KEYS.get(name, "")
+    if key == "":
+        key = None if "_" in name else "HTTP_" + name.upper().replace("-", "_")
+        if len(_KEYS) < 4096:
+            _KEYS[name] = key
+    return key
+
+
+def path_info(path: str, script_name: str) -> str:
+    """The percent-decoded ``path`` (latin-1 text of its bytes) with ``script_name`` taken off the front."""
+    if "%" in path:
+        path = unquote_to_bytes(path).decode("latin-1")
+    if script_name and (path == script_name or path.startswith(script_name + "/")):
+        return path[len(script_name):]
+    return path
+
+
+def build_environ(exchange, script_name: str, *, multithread: bool, multiprocess: bool,
+                  errors: Any = None, wsgi_input: Any = None) -> dict[str, Any]:
+    """The environ for ``exchange``; ``script_name`` is the mount point without its trailing slash."""
+    req = exchange.request
+    server = req.server
+    client = req.client
+    env = {
+        "REQUEST_METHOD": req.method,
+        "SCRIPT_NAME": script_name,
+        "PATH_INFO": path_info(req.path, script_name),
+        "QUERY_STRING": req.query,
+        "REQUEST_URI": req.target,
+        "RAW_URI": req.target,
+        "SERVER_NAME": req.host or (server[0] if server else ""),
+        "SERVER_PORT": str(server[1]) if server else "",
+        "SERVER_PROTOCOL": "HTTP/2" if req.version == "2" else "HTTP/" + req.version,
+        "SERVER_SOFTWARE": "Skitai",
+        "REMOTE_ADDR": client[0] if client else "",
+        "REMOTE_PORT": str(client[1]) if client else "",
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": req.scheme,
+        "wsgi.input": req.body if wsgi_input is None else wsgi_input,
+        "wsgi.input_terminated": True,
+        "wsgi.errors": errors if errors is not None else ErrorStream(),
+        "wsgi.multithread": multithread,
+        "wsgi.multiprocess": multiprocess,
+        "wsgi.run_once": False,
+        "wsgi.file_wrapper": FileWrapper,
+        "skitai.was": None,
+        "skitai.exchange": exchange,
+    }
+    for name, value in req.headers.items():
+        key = _environ_key(name)
+        if key is None:
+            continue
+        old = env.get(key)
+        if old is None:
+            env[key] = value
+        else:
+            env[key] = old + ("; " if key == "HTTP_COOKIE" else ", ") + value
+    return env

@@ -1,0 +1,217 @@
+"""Real servers for the aquests HTTP tests: a stdlib HTTP/1.1 app server, hypercorn for HTTP/2,
+and TLS material from trustme. Used by test_http_*/test_api_* (owner: aquests-http)."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlsplit
+from urllib.request import parse_http_list, parse_keqv_list
+
+REALM = "aq-test"
+NONCE = "dcd98b7102dd2f0e8b11d0f600bfb0c093"
+USER, PASSWORD = "hans", "secret pw"
+
+
+def _digest_ok(header: str, method: str) -> bool:
+    params = parse_keqv_list(parse_http_list(header[len("Digest "):]))
+    ha1 = hashlib.md5(f"{USER}:{REALM}:{PASSWORD}".encode()).hexdigest()
+    ha2 = hashlib.md5(f"{method}:{params['uri']}".encode()).hexdigest()
+    expect = hashlib.md5(
+        f"{ha1}:{params['nonce']}:{params['nc']}:{params['cnonce']}:auth:{ha2}".encode()).hexdigest()
+    return params.get("username") == USER and params.get("response") == expect
+
+
+class AppHandler(BaseHTTPRequestHandler):
+    """Routes used by the tests (HTTP/1.1 keep-alive)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args) -> None:  # keep test output quiet
+        pass
+
+    def _send(self, status: int, body: bytes = b"", ctype: str = "text/plain", headers=()) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in headers:
+            self.send_header(k, v)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            out = b""
+            while True:
+                size = int(self.rfile.readline().strip(), 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return out
+                out += self.rfile.read(size)
+                self.rfile.readline()
+        n = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(n) if n else b""
+
+    def _route(self) -> None:
+        parts = urlsplit(self.path)
+        path, q = parts.path, parse_qs(parts.query)
+        body = self._body()
+        if path == "/echo":
+            info = {"method": self.command, "path": self.path, "query": {k: v[0] for k, v in q.items()},
+                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                    "body": body.decode("latin-1"), "len": len(body)}
+            self._send(200, json.dumps(info).encode(), "application/json")
+        elif path == "/status":
+            self._send(int(q["code"][0]), b"status page")
+        elif path == "/redirect":
+            n = int(q.get("n", ["1"])[0])
+            code = int(q.get("code", ["302"])[0])
+            loc = f"/redirect?n={n - 1}&code={code}" if n > 1 else "/echo"
+            self._send(code, b"", headers=[("Location", loc)])
+        elif path == "/basic":
+            import base64
+            want = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+            if self.headers.get("Authorization") == want:
+                self._send(200, b"basic ok")
+            else:
+                self._send(401, b"", headers=[("WWW-Authenticate", f'Basic realm="{REALM}"')])
+        elif path == "/digest":
+            auth = self.headers.get("Authorization", "")
+            if auth.startswith("Digest ") and _digest_ok(auth, self.command):
+                self._send(200, b"digest ok")
+            else:
+                self._send(401, b"", headers=[("WWW-Authenticate",
+                                              f'Digest realm="{REALM}", qop="auth", nonce="{NONCE}", '
+                                              f'opaque="5ccc069c403ebaf9f0171e9517f40e41"')])
+        elif path == "/bearer":
+            ok = self.headers.get("Authorization") == "Bearer tok123"
+            self._send(200 if ok else 401, b"bearer")
+        elif path == "/setcookie":
+            self._send(200, b"set", headers=[("Set-Cookie", "sid=abc123; Path=/"),
+                                             ("Set-Cookie", "lang=ko; Path=/")])
+        elif path == "/cache":
+            self._send(200, b"c", headers=[("Cache-Control", "public, max-age=120")])
+        elif path == "/big":
+            size = int(q["size"][0])
+            chunk = b"x" * 65536
+            self.send_response(200)
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            left = size
+            while left:
+                n = min(left, len(chunk))
+                self.wfile.write(chunk[:n])
+                left -= n
+        elif path == "/chunked":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for piece in (b"hello ", b"chunked ", b"world"):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.write(b"0\r\n\r\n")
+        elif path == "/slow":
+            time.sleep(float(q.get("s", ["2"])[0]))
+            self._send(200, b"slow")
+        elif path == "/xml":
+            self._send(200, b"<a>1</a>", "text/xml")
+        else:
+            self._send(404, b"not found")
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = do_TRACE = _route
+
+
+class ThreadedServer:
+    """Run a ThreadingHTTPServer-like server in a daemon thread; ``stop()`` shuts it down."""
+
+    def __init__(self, server) -> None:
+        self.server = server
+        self.server.daemon_threads = True
+        self.port = server.server_address[1]
+        self.thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
+                                       daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+
+def start_app_server() -> ThreadedServer:
+    return ThreadedServer(ThreadingHTTPServer(("127.0.0.1", 0), AppHandler))
+
+
+# -- HTTP/2 through hypercorn -------------------------------------------------------------------
+async def h2_app(scope, receive, send) -> None:
+    """A tiny ASGI app: /echo returns what it got; /big?size= streams bytes; /trailers sends trailers."""
+    if scope["type"] == "lifespan":
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    body = b""
+    while True:
+        msg = await receive()
+        body += msg.get("body", b"")
+        if not msg.get("more_body"):
+            break
+    q = parse_qs(scope["query_string"].decode())
+    if scope["path"] == "/big":
+        size = int(q["size"][0])
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-length", str(size).encode())]})
+        chunk = b"y" * 65536
+        while size:
+            n = min(size, len(chunk))
+            size -= n
+            await send({"type": "http.response.body", "body": chunk[:n], "more_body": bool(size)})
+        return
+    info = {"method": scope["method"], "path": scope["path"], "http_version": scope["http_version"],
+            "len": len(body), "headers": {k.decode(): v.decode() for k, v in scope["headers"]},
+            "body_md5": hashlib.md5(body).hexdigest()}
+    data = json.dumps(info).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())]})
+    await send({"type": "http.response.body", "body": data})
+
+
+class Hypercorn:
+    """hypercorn serving :func:`h2_app` in its own thread and loop (h2c prior knowledge, or TLS+ALPN)."""
+
+    def __init__(self, port: int, certfile: str | None = None, keyfile: str | None = None) -> None:
+        from hypercorn.asyncio import serve
+        from hypercorn.config import Config
+
+        cfg = Config()
+        cfg.bind = [f"127.0.0.1:{port}"]
+        cfg.accesslog = None
+        cfg.errorlog = None
+        cfg.loglevel = "ERROR"
+        if certfile:
+            cfg.certfile, cfg.keyfile = certfile, keyfile
+        self.port = port
+        self.loop = asyncio.new_event_loop()
+        self.stop_ev: asyncio.Event | None = None
+
+        async def main() -> None:
+            self.stop_ev = asyncio.Event()
+            await serve(h2_app, cfg, shutdown_trigger=self.stop_ev.wait)
+
+        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(main(),), daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        if self.stop_ev is not None:
+            self.loop.call_soon_threadsafe(self.stop_ev.set)
+        self.thread.join(5)

@@ -1,0 +1,255 @@
+"""aquests.websocket: one-shot client against a real `websockets` server, and its failure paths."""
+from __future__ import annotations
+
+import base64
+import contextlib
+import socket
+import ssl
+import threading
+
+import pytest
+import trustme
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.server import serve
+
+from aquests import codes
+from aquests.websocket import OPCODE_BINARY, OPCODE_TEXT, WSResponse, request
+from tests.support.net import wait_port
+
+
+@contextlib.contextmanager
+def ws_server(handler, ssl_context=None):
+    server = serve(handler, "127.0.0.1", 0, ssl=ssl_context, compression=None)
+    port = server.socket.getsockname()[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield port
+    finally:
+        server.shutdown()
+        thread.join(5)
+
+
+def echo(ws):
+    for message in ws:
+        ws.send(message)
+
+
+@contextlib.contextmanager
+def raw_server(reply: bytes):
+    """A TCP server that reads a request head and answers ``reply`` (may be empty: just close)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    stop = threading.Event()
+
+    def run():
+        sock.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                data = b""
+                try:
+                    while b"\r\n\r\n" not in data:
+                        chunk = conn.recv(4096)
+                        if not chunk:
+                            break
+                        data += chunk
+                    key = next((ln.split(b":", 1)[1].strip() for ln in data.split(b"\r\n")
+                                if ln.lower().startswith(b"sec-websocket-key")), b"")
+                    conn.sendall(reply.replace(b"{key}", key))
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+        sock.close()
+
+
+async def test_text_echo():
+    with ws_server(echo) as port:
+        resp = await request(f"ws://127.0.0.1:{port}/chat?x=1", "hello")
+    assert isinstance(resp, WSResponse)
+    assert resp.status_code == 200 and resp.ok
+    assert resp.content == (OPCODE_TEXT, "hello")
+    assert resp.data == "hello" and resp.text == "hello" and resp.opcode == 1
+    assert resp.url == f"ws://127.0.0.1:{port}/chat?x=1"
+    assert "websockets" in resp.get_header("server")
+
+
+async def test_binary_echo_and_json():
+    with ws_server(echo) as port:
+        resp = await request(f"ws://127.0.0.1:{port}/", b"\x00\x01binary")
+        js = await request(f"ws://127.0.0.1:{port}/", '{"a": 1}')
+    assert resp.content == (OPCODE_BINARY, b"\x00\x01binary")
+    assert js.json() == {"a": 1}
+
+
+async def test_first_reply_is_returned_even_when_server_speaks_first():
+    def welcome(ws):
+        ws.send("Welcome Client 0")
+        echo(ws)
+
+    with ws_server(welcome) as port:
+        resp = await request(f"ws://127.0.0.1:{port}/", "hi")
+    assert resp.content == (1, "Welcome Client 0")
+
+
+async def test_ping_is_answered_and_fragments_reassembled():
+    seen = {}
+
+    def handler(ws):
+        message = ws.recv()
+        seen["pong"] = ws.ping().wait(3)
+        ws.send(iter(["frag-", "mented-", message]))
+
+    with ws_server(handler) as port:
+        resp = await request(f"ws://127.0.0.1:{port}/", "reply")
+    assert seen["pong"] is True
+    assert resp.content == (1, "frag-mented-reply")
+
+
+async def test_close_handshake_is_clean():
+    closed = {}
+    done = threading.Event()
+
+    def handler(ws):
+        ws.send(ws.recv())
+        try:
+            ws.recv()
+        except ConnectionClosed as e:
+            closed["code"] = e.rcvd.code if e.rcvd else None
+        done.set()
+
+    with ws_server(handler) as port:
+        resp = await request(f"ws://127.0.0.1:{port}/", "bye")
+        assert done.wait(3)
+    assert resp.status_code == 200
+    assert closed["code"] == 1000
+
+
+async def test_headers_and_subprotocol_are_sent():
+    got = {}
+
+    def handler(ws):
+        got["auth"] = ws.request.headers.get("Authorization")
+        got["proto"] = ws.subprotocol
+        echo(ws)
+
+    server = serve(handler, "127.0.0.1", 0, subprotocols=["chat.v1"], compression=None)
+    port = server.socket.getsockname()[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        resp = await request(f"ws://127.0.0.1:{port}/", "x", headers={"Authorization": "Bearer t"},
+                             subprotocols=["chat.v1"])
+    finally:
+        server.shutdown()
+        thread.join(5)
+    assert resp.status_code == 200
+    assert got == {"auth": "Bearer t", "proto": "chat.v1"}
+
+
+async def test_wss_with_trusted_and_untrusted_certificate(tmp_path):
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    with ws_server(echo, server_ctx) as port:
+        resp = await request(f"wss://127.0.0.1:{port}/", "secret", verify=client_ctx)
+        bad = await request(f"wss://127.0.0.1:{port}/", "secret")
+        forced = await request(f"ws://127.0.0.1:{port}/", "secret", verify=client_ctx, force_tls=True)
+    assert resp.content == (1, "secret")
+    assert forced.content == (1, "secret")
+    assert bad.status_code == codes.TLS_FAILED and "certificate" in bad.reason
+
+
+async def test_refused():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    resp = await request(f"ws://127.0.0.1:{port}/", "x", timeout=3)
+    assert resp.status_code == codes.CONNECTION_REFUSED
+    assert not resp.ok and resp.data is None
+
+
+async def test_handshake_rejected_by_plain_http_server():
+    reply = b"HTTP/1.1 404 Not Found\r\nContent-Length: 9\r\nConnection: close\r\n\r\nnot found"
+    with raw_server(reply) as port:
+        wait_port(port)
+        resp = await request(f"ws://127.0.0.1:{port}/", "x", timeout=3)
+    assert resp.status_code == codes.PROTOCOL_ERROR
+    assert "rejected" in resp.reason and "404" in resp.reason
+
+
+async def test_handshake_with_wrong_accept_key():
+    reply = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             b"Sec-WebSocket-Accept: " + base64.b64encode(b"x" * 20) + b"\r\n\r\n")
+    with raw_server(reply) as port:
+        wait_port(port)
+        resp = await request(f"ws://127.0.0.1:{port}/", "x", timeout=3)
+    assert resp.status_code == codes.PROTOCOL_ERROR and "handshake" in resp.reason
+
+
+async def test_server_closing_during_handshake():
+    with raw_server(b"") as port:
+        wait_port(port)
+        resp = await request(f"ws://127.0.0.1:{port}/", "x", timeout=3)
+    assert resp.status_code == codes.CONNECTION_CLOSED
+
+
+async def test_server_closes_without_replying():
+    def rude(ws):
+        ws.recv()
+        ws.close(1011, "gone")
+
+    with ws_server(rude) as port:
+        resp = await request(f"ws://127.0.0.1:{port}/", "x", timeout=3)
+    assert resp.status_code == codes.CONNECTION_CLOSED
+    assert "1011" in resp.reason and "gone" in resp.reason
+
+
+async def test_timeout_when_no_reply():
+    release = threading.Event()
+
+    def silent(ws):
+        ws.recv()
+        release.wait(5)
+
+    with ws_server(silent) as port:
+        try:
+            resp = await request(f"ws://127.0.0.1:{port}/", "x", timeout=0.5)
+        finally:
+            release.set()
+    assert resp.status_code == codes.TIMEOUT
+
+
+async def test_reply_larger_than_max_size():
+    def big(ws):
+        ws.recv()
+        ws.send("y" * 5000)
+
+    with ws_server(big) as port:
+        resp = await request(f"ws://127.0.0.1:{port}/", "x", max_size=1000)
+    assert resp.status_code == codes.PROTOCOL_ERROR and "max_size" in resp.reason
+
+
+async def test_bad_arguments_raise():
+    with pytest.raises(ValueError, match="unsupported WebSocket URL"):
+        await request("ftp://127.0.0.1/", "x")
+    with pytest.raises(TypeError):
+        await request("ws://127.0.0.1/", 123)
+    with pytest.raises(ValueError):
+        await request("ws://127.0.0.1/", "x", timeout=0)
+    with pytest.raises(ValueError):
+        await request("ws:///nohost", "x")

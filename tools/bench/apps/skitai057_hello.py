@@ -1,0 +1,22 @@
+"""The original skitai 0.57 (from the index, in its own venv) serving the shared hello app.
+
+Environment: BENCH_PORT, BENCH_THREADS (default 4), BENCH_WWW (static dir mounted at /static),
+BENCH_CERT/BENCH_KEY (TLS, which also turns on HTTP/2 by ALPN). The request log is switched off,
+as it is for every other server in the benchmarks.
+"""
+import os
+import sys
+
+import skitai
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from wsgi_hello import app  # noqa: E402
+
+if os.environ.get("BENCH_WWW"):
+    skitai.mount("/static", os.environ["BENCH_WWW"])
+skitai.mount("/", app)
+skitai.log_off("/")
+if os.environ.get("BENCH_CERT"):
+    skitai.enable_ssl(os.environ["BENCH_CERT"], os.environ["BENCH_KEY"])
+skitai.run(address="127.0.0.1", port=int(os.environ["BENCH_PORT"]),
+           threads=int(os.environ.get("BENCH_THREADS", "4")), workers=1)
