@@ -3,6 +3,7 @@ and TLS material from trustme. Used by test_http_*/test_api_* (owner: aquests-ht
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import threading
@@ -63,7 +64,8 @@ class AppHandler(BaseHTTPRequestHandler):
         if path == "/echo":
             info = {"method": self.command, "path": self.path, "query": {k: v[0] for k, v in q.items()},
                     "headers": {k.lower(): v for k, v in self.headers.items()},
-                    "body": body.decode("latin-1"), "len": len(body)}
+                    "body": body.decode("latin-1"), "len": len(body),
+                    "client_port": self.client_address[1]}
             self._send(200, json.dumps(info).encode(), "application/json")
         elif path == "/status":
             self._send(int(q["code"][0]), b"status page")
@@ -145,8 +147,34 @@ class ThreadedServer:
         self.thread.join(5)
 
 
+class AppServer(ThreadingHTTPServer):
+    request_queue_size = 128  # many concurrent connects without SYN retries
+
+    def handle_error(self, request, client_address) -> None:  # clients that hang up are expected
+        pass
+
+
 def start_app_server() -> ThreadedServer:
-    return ThreadedServer(ThreadingHTTPServer(("127.0.0.1", 0), AppHandler))
+    return ThreadedServer(AppServer(("127.0.0.1", 0), AppHandler))
+
+
+@contextlib.contextmanager
+def tls_app_server():
+    """The app server behind TLS with a trustme certificate; yields (https URL, CA bundle path)."""
+    import ssl
+
+    import trustme
+    ca = trustme.CA()
+    srv = AppServer(("127.0.0.1", 0), AppHandler)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(ctx)
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    t = ThreadedServer(srv)
+    with ca.cert_pem.tempfile() as ca_file:
+        try:
+            yield f"https://127.0.0.1:{t.port}", ca_file
+        finally:
+            t.stop()
 
 
 # -- HTTP/2 through hypercorn -------------------------------------------------------------------

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import contextlib
-import threading
 from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
 import pytest
 
 import aquests
 from aquests import codes
-from tests.aquests.test_cluster_http import http_server, port_of, refused_port
+from tests.aquests.test_cluster_http import http_server, port_of, refused_port, serving
 from tests.aquests.test_ws_client import echo, ws_server
 
 
@@ -24,14 +23,8 @@ def xmlrpc_server(label):
     srv = SimpleXMLRPCServer(("127.0.0.1", 0), Handler, logRequests=False, allow_none=True)
     srv.register_function(lambda keyword: [f"{label}:{keyword}"], "search")
     srv.register_function(lambda a, b: a + b, "math.add")
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
+    with serving(srv):
         yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join(5)
 
 
 @pytest.fixture

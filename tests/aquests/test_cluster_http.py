@@ -17,6 +17,7 @@ from aquests.http.client import Client
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes
 
     def do_GET(self):  # noqa: N802 - stdlib name
         srv = self.server
@@ -37,10 +38,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def http_server(label: str, port: int = 0):
-    srv = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
-    srv.daemon_threads = True
-    srv.label, srv.hits, srv.lock = label, 0, threading.Lock()
+def serving(srv):
+    """Run a stdlib socketserver in a thread for the duration of the block."""
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
@@ -49,6 +48,15 @@ def http_server(label: str, port: int = 0):
         srv.shutdown()
         srv.server_close()
         thread.join(5)
+
+
+@contextlib.contextmanager
+def http_server(label: str, port: int = 0):
+    srv = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+    srv.daemon_threads = True
+    srv.label, srv.hits, srv.lock = label, 0, threading.Lock()
+    with serving(srv):
+        yield srv
 
 
 def refused_port() -> int:

@@ -165,3 +165,15 @@ def test_registry_and_cluster_urls():
     finally:
         aliases.unalias("regtest")
     assert "regtest" not in aliases.clusters()
+
+
+def test_member_back_from_backoff_gets_one_probe_at_a_time():
+    c = Cluster("c", "http", ["a 100", "b"], backoff=0)
+    a, b = c.members
+    c.report(a, False)
+    assert c.choose({"b:80"}) is a                  # the probe
+    assert [c.choose() for _ in range(3)] == [b, b, b]
+    c.release(a)
+    c.report(a, True)
+    assert c.status()["members"][0]["fails"] == 0
+    assert a in [c.choose() for _ in range(5)]

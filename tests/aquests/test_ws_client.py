@@ -18,8 +18,8 @@ from tests.support.net import wait_port
 
 
 @contextlib.contextmanager
-def ws_server(handler, ssl_context=None):
-    server = serve(handler, "127.0.0.1", 0, ssl=ssl_context, compression=None)
+def ws_server(handler, ssl_context=None, **options):
+    server = serve(handler, "127.0.0.1", 0, ssl=ssl_context, compression=None, **options)
     port = server.socket.getsockname()[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -145,16 +145,9 @@ async def test_headers_and_subprotocol_are_sent():
         got["proto"] = ws.subprotocol
         echo(ws)
 
-    server = serve(handler, "127.0.0.1", 0, subprotocols=["chat.v1"], compression=None)
-    port = server.socket.getsockname()[1]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with ws_server(handler, subprotocols=["chat.v1"]) as port:
         resp = await request(f"ws://127.0.0.1:{port}/", "x", headers={"Authorization": "Bearer t"},
                              subprotocols=["chat.v1"])
-    finally:
-        server.shutdown()
-        thread.join(5)
     assert resp.status_code == 200
     assert got == {"auth": "Bearer t", "proto": "chat.v1"}
 

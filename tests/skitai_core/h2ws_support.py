@@ -1,65 +1,42 @@
 """Shared by the HTTP/2, TLS and WebSocket tests: a real server on 127.0.0.1 in a background loop thread."""
 from __future__ import annotations
 
-import asyncio
 import socket
-import threading
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import h2.config
 import h2.connection
 import h2.events
+import h2.exceptions
 
-from skitai.config import Config, Limits
-from skitai.http.server import serve
 from skitai.http2 import hooks
+from tests.support.server import ServerThread
 
 
-@contextmanager
-def running(dispatch, *, limits: Limits | None = None, ssl=None, threads: int = 4, upgrades=None, h2=True):
-    """Serve ``dispatch`` (HTTP/1.1 + h2c + prior knowledge) and yield ``(port, loop, executor)``."""
-    config = Config(address="127.0.0.1", port=0, threads=threads, limits=limits or Limits())
-    loop = asyncio.new_event_loop()
-    executor = ThreadPoolExecutor(threads) if threads else None
-    started = threading.Event()
-    box: dict = {}
-
-    async def main():
-        kw = hooks(config, dispatch) if h2 else {"upgrades": {}, "h2_prior_knowledge": None}
-        kw["upgrades"].update(upgrades or {})
-        box["server"] = await serve(config, dispatch, ssl=ssl, **kw)
-        started.set()
-
-    t = threading.Thread(target=loop.run_forever, daemon=True)
-    t.start()
-    asyncio.run_coroutine_threadsafe(main(), loop).result(10)
-    started.wait(10)
-    server = box["server"]
-    try:
-        yield server.port, loop, executor
-    finally:
-        asyncio.run_coroutine_threadsafe(server.wait_closed(2.0), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        t.join(5)
-        loop.close()
-        if executor:
-            executor.shutdown(wait=False, cancel_futures=True)
+def h2_server(dispatch=None, **kw) -> ServerThread:
+    """A ``ServerThread`` (not started) that speaks HTTP/2 too: prior knowledge, h2c upgrade, ALPN h2."""
+    srv = ServerThread(dispatch, **kw)
+    h = hooks(srv.config, srv.dispatch)
+    srv.upgrades = {**h["upgrades"], **(srv.upgrades or {})}
+    srv.h2_prior_knowledge = h["h2_prior_knowledge"]
+    return srv
 
 
 class H2Client:
     """A raw h2 client over a blocking socket: send frames, collect events."""
 
-    def __init__(self, port: int, settings: dict | None = None, sock=None) -> None:
+    def __init__(self, port: int, settings: dict | None = None, sock=None, conn=None) -> None:
         self.sock = sock or socket.create_connection(("127.0.0.1", port), timeout=5)
-        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True,
-                                                                          header_encoding="utf-8"))
-        self.conn.initiate_connection()
+        if conn is None:
+            conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+            conn.initiate_connection()
+        self.conn = conn
         if settings:
             self.conn.update_settings(settings)
         self.flush()
         self.events: list = []
         self.auto_ack = True
+        self.broken = False
+        self.raw = b""
 
     def flush(self) -> None:
         data = self.conn.data_to_send()
@@ -85,10 +62,15 @@ class H2Client:
                 return self.events
             if not data:
                 return self.events
+            if self.broken:
+                self.raw += data
+                continue
             try:
                 evs = self.conn.receive_data(data)
             except h2.exceptions.ProtocolError:
-                return self.events
+                self.broken = True          # h2 refuses frames after GOAWAY: keep the raw bytes
+                self.raw += data
+                continue
             self.events.extend(evs)
             if self.auto_ack:
                 for e in evs:
@@ -119,3 +101,54 @@ class H2Client:
 
     def close(self) -> None:
         self.sock.close()
+
+
+# ---- WebSocket over raw sockets (for what a well-behaved client library will not send) -------------------
+WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+
+
+def ws_raw(port: int, path: str = "/ws", extra: str = "", timeout: float = 5.0):
+    """Handshake by hand; returns (socket, status line + headers text, bytes after the head)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    sock.sendall((f"GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  f"Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n").encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return sock, head.decode("latin-1"), rest
+
+
+def ws_frame(opcode: int, payload: bytes, mask: bool = True, fin: bool = True) -> bytes:
+    """One client frame, built by hand so tests can send what RFC 6455 forbids."""
+    import os
+    head = bytes([(0x80 if fin else 0) | opcode])
+    n = len(payload)
+    length = bytes([n]) if n < 126 else (bytes([126]) + n.to_bytes(2, "big"))
+    if not mask:
+        return head + length + payload
+    key = os.urandom(4)
+    length = bytes([length[0] | 0x80]) + length[1:]
+    return head + length + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def ws_events(sock, rest: bytes = b"", timeout: float = 3.0, until=None) -> list:
+    """Server frames as wsproto events, read until ``until(event)`` or the socket closes."""
+    from wsproto.connection import Connection, ConnectionType
+    conn = Connection(ConnectionType.CLIENT)
+    conn.receive_data(rest)
+    events = list(conn.events())
+    sock.settimeout(timeout)
+    while not (until and any(until(e) for e in events)):
+        try:
+            data = sock.recv(65536)
+        except (TimeoutError, ConnectionResetError):
+            break
+        if not data:
+            break
+        conn.receive_data(data)
+        events.extend(conn.events())
+    return events

@@ -200,7 +200,7 @@ def test_constants():
 def test_was_is_importable_and_says_what_is_missing():
     from skitai import was
     with pytest.raises(AttributeError, match="not installed"):
-        was.get
+        _ = was.get
 
 
 def test_paths(monkeypatch, tmp_path):

@@ -92,3 +92,29 @@ def test_setup_twice_does_not_double_lines():
     logs.setup(None, stream=out)
     logging.getLogger("skitai.server").info("once")
     assert out.getvalue().count("once") == 1
+
+
+def test_v_echoes_file_logs_of_a_running_app(tmp_path):
+    import requests
+
+    from tests.support.apps import app_process
+    script = tmp_path / "logged.py"
+    script.write_text(
+        "import skitai\n"
+        "def app(env, start_response):\n"
+        "    start_response('200 OK', [])\n"
+        "    return [b'ok']\n"
+        "if __name__ == '__main__':\n"
+        "    skitai.mount('/', app)\n"
+        f"    skitai.run(address='127.0.0.1', logpath={str(tmp_path / 'logs')!r})\n")
+    with app_process(script, "-v") as app:
+        assert requests.get(app.url + "/", headers={"User-Agent": "tester"}, timeout=10).text == "ok"
+        console = app.output()
+    request_log = (tmp_path / "logs" / "request.log").read_text()
+    server_log = (tmp_path / "logs" / "server.log").read_text()
+    assert re.search(r' GET / HTTP/1\.1 200 0 \d+ GTID-C\d+-R1 1000 - - "tester" \d+ms \d+ms', request_log)
+    assert "[info] serving http://127.0.0.1:" in server_log
+    assert ' GET / HTTP/1.1 200 ' in console and "[info] serving" in console
+    with app_process(script) as quiet:
+        requests.get(quiet.url + "/", timeout=10)
+        assert "GET /" not in quiet.output()

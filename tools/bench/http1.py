@@ -31,15 +31,17 @@ def main() -> None:
     started = time.time()
     hello = Table("http1_hello", "HTTP/1.1 hello world, wrk -t1 -c64", "nginx",
                   note="GET /hello; every server one process on core 0, wrk on core 1")
-    hello.measure("nginx", _nginx())
-    hello.measure("skitai threads=4", _measure_server(lambda p: servers.skitai(p, 4)))
-    hello.measure("skitai threads=0", _measure_server(lambda p: servers.skitai(p, 0)))
-    hello.measure("uvicorn ASGI", _measure_server(lambda p: servers.uvicorn(p, "asgi3")))
-    hello.measure("waitress", _measure_server(servers.waitress))
-    hello.measure("uvicorn WSGI", _measure_server(lambda p: servers.uvicorn(p, "wsgi")))
-    hello.measure("gunicorn gthread", _measure_server(lambda p: servers.gunicorn(p, "gthread")))
-    hello.measure("gunicorn sync", _measure_server(lambda p: servers.gunicorn(p, "sync")))
-    hello.measure("skitai 0.57 threads=4", _measure_server(lambda p: servers.skitai057(p, 4)))
+    hello.measure_all([
+        ("nginx", _nginx()),
+        ("skitai threads=4", _measure_server(lambda p: servers.skitai(p, 4))),
+        ("skitai threads=0", _measure_server(lambda p: servers.skitai(p, 0))),
+        ("uvicorn ASGI", _measure_server(lambda p: servers.uvicorn(p, "asgi3"))),
+        ("waitress", _measure_server(servers.waitress)),
+        ("uvicorn WSGI", _measure_server(lambda p: servers.uvicorn(p, "wsgi"))),
+        ("gunicorn gthread", _measure_server(lambda p: servers.gunicorn(p, "gthread"))),
+        ("gunicorn sync", _measure_server(lambda p: servers.gunicorn(p, "sync"))),
+        ("skitai 0.57 threads=4", _measure_server(lambda p: servers.skitai057(p, 4))),
+    ])
 
     high = Table("http1_many", "skitai at many connections (target: no errors)", None,
                  note="wrk -t1 -c256 / -c1000, same hello app")

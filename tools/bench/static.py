@@ -33,10 +33,12 @@ def main() -> None:
     for label, path in FILES.items():
         t = Table(f"static_{path.split('.')[0]}", f"Static file {label}, wrk -t1 -c64", "nginx",
                   note=f"GET /static/{path}; waitress serves it through wsgi.file_wrapper (apps/wsgi_static.py)")
-        t.measure("nginx", _nginx(path))
-        t.measure("skitai threads=4", _server(lambda p: servers.skitai(p, 4), path))
-        t.measure("waitress", _server(lambda p: servers.waitress(p, "wsgi_static:app"), path))
-        t.measure("skitai 0.57 threads=4", _server(lambda p: servers.skitai057(p, 4), path))
+        t.measure_all([
+            ("nginx", _nginx(path)),
+            ("skitai threads=4", _server(lambda p: servers.skitai(p, 4), path)),
+            ("waitress", _server(lambda p: servers.waitress(p, "wsgi_static:app"), path)),
+            ("skitai 0.57 threads=4", _server(lambda p: servers.skitai057(p, 4), path)),
+        ])
         tables.append(t)
     save("static", tables, started)
 

@@ -1,8 +1,10 @@
 """Our skitai (from the checkout, .venv) serving the shared hello app.
 
 Environment: BENCH_PORT, BENCH_THREADS (default 4), BENCH_WWW (static dir mounted at /static),
-BENCH_CERT/BENCH_KEY (TLS). The port also goes in SKITAI_PORT.
+BENCH_CERT/BENCH_KEY (TLS). The port also goes in SKITAI_PORT. The request log is off,
+as it is for every other server in the benchmarks.
 """
+import logging
 import os
 import sys
 
@@ -16,5 +18,7 @@ if os.environ.get("BENCH_WWW"):
 skitai.mount("/", app)
 if os.environ.get("BENCH_CERT"):
     skitai.enable_ssl(os.environ["BENCH_CERT"], os.environ["BENCH_KEY"])
+# No request log, as for every other server here (stdlib logger switched off; skitai checks it).
+logging.getLogger("skitai.request").disabled = True
 skitai.run(address="127.0.0.1", port=int(os.environ["BENCH_PORT"]),
            threads=int(os.environ.get("BENCH_THREADS", "4")))

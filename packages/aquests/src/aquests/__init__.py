@@ -26,7 +26,11 @@ from .response import Headers, HTTPError, Response  # noqa: E402, F401
 from .rpc.grpc import GrpcError  # noqa: E402, F401
 
 # --- db ---
-# (aquests-db adds its imports here)
+# PostgreSQL, Redis, MongoDB and SQLite3 stubs (owner: aquests-db); drivers load on first use
+# (DB_PGSQL, DB_POSTGRESQL, DB_REDIS, DB_MONGODB, DB_SQLITE3 are defined in .dbapi; the misc block's
+# import from .members re-exports those same objects)
+from .dbapi.response import DBError, DBResponse  # noqa: E402, F401
+from .dbapi.stubs import mongodb, pg, postgresql, redis, sqlite3  # noqa: E402, F401
 
 # --- misc ---
 # clusters, WebSocket client (owner: aquests-misc); aquests.lib.jwt and aquests.rcache are imported by name

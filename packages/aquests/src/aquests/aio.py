@@ -104,3 +104,7 @@ def __getattr__(name: str):
     if name in verbs.ALL_NAMES:
         return _default._verb(name)
     raise AttributeError(f"module 'aquests.aio' has no attribute {name!r}")
+
+
+# --- db --- (aquests-db) awaitable DB connectors: ``await aquests.aio.postgresql(server, db, auth).execute(sql)``
+from .dbapi.aio import mongodb, pg, postgresql, redis, sqlite3  # noqa: E402, F401

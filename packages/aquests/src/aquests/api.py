@@ -37,19 +37,21 @@ queue.on_finish(close_loop_pools)
 
 def configure(workers: int = 1, logger: Any = None, callback: Any = None, timeout: float = 10,
               cookie: bool = False, force_http1: bool = False, http2_constreams: int = 1,
-              allow_redirects: bool = True, qrandom: bool = False, **options: Any) -> queue.Config:
+              allow_redirects: bool = True, qrandom: bool = False, loop_factory: Any = None,
+              **options: Any) -> queue.Config:
     """Reset the queue and the HTTP client.
 
     ``options`` go to the HTTP client: ``verify``, ``cert``, ``proxy``, ``http2`` (h2c prior
     knowledge for http://), ``headers``, ``max_header_size``, ``max_body_size``,
-    ``max_per_origin``, ``idle_timeout``, ``max_redirects``.
+    ``max_per_origin``, ``idle_timeout``, ``max_redirects``. ``loop_factory`` builds the loop
+    fetchall() runs on (``uvloop.new_event_loop`` is the fastest).
     """
     probe = dict(options)
     probe.setdefault("http2_streams", http2_constreams)
     Client(timeout=timeout, cookie=cookie, force_http1=force_http1, allow_redirects=allow_redirects,
            **probe)  # validate options before touching the queue
     return queue.configure(workers, logger, callback, timeout, cookie, force_http1, http2_constreams,
-                           allow_redirects, qrandom, **options)
+                           allow_redirects, qrandom, loop_factory, **options)
 
 
 def client() -> Client:

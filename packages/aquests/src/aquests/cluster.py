@@ -102,13 +102,14 @@ class Cluster:
         """Pick the member with the most spare capacity and count one request in flight on it.
 
         Members that are alive come first; dead ones are tried only when no live member is left
-        (SK-42: if every member is dead, all are tried). Stopped and excluded members never are.
+        (SK-42: if every member is dead, all are tried). A member whose back-off is over gets one
+        probe request at a time until it answers. Stopped and excluded members are never used.
         The caller must :meth:`release` the member when its request is over.
         """
         now = time.monotonic()
         with self._lock:
             usable = [m for m in self._members if not m.stopped and m.address not in exclude]
-            live = [m for m in usable if m.retry_at <= now]
+            live = [m for m in usable if m.retry_at <= now and (m.fails == 0 or m.inflight == 0)]
             pool = live or usable
             if not pool:
                 return None

@@ -46,6 +46,7 @@ class Config:
     allow_redirects: bool = True
     qrandom: bool = False
     extra: dict = field(default_factory=dict)
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
 
 
 @dataclass
@@ -76,8 +77,11 @@ _on_finish: list[Callable[[], Awaitable[None]]] = []
 def configure(workers: int = 1, logger: logging.Logger | None = None, callback: CallbackSpec = None,
               timeout: float = 10, cookie: bool = False, force_http1: bool = False,
               http2_constreams: int = 1, allow_redirects: bool = True, qrandom: bool = False,
-              **extra: Any) -> Config:
-    """Reset the queue with new options (AQ-01). Calling a verb first configures with defaults."""
+              loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None, **extra: Any) -> Config:
+    """Reset the queue with new options (AQ-01). Calling a verb first configures with defaults.
+
+    ``loop_factory`` builds the loop fetchall() runs on (e.g. ``uvloop.new_event_loop``).
+    """
     global _state, _configured
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be a positive int, got {workers!r}")
@@ -88,8 +92,10 @@ def configure(workers: int = 1, logger: logging.Logger | None = None, callback: 
     _check_callback(callback)
     if _state.running:
         raise RuntimeError("configure() called while fetchall() is running")
+    if loop_factory is not None and not callable(loop_factory):
+        raise TypeError("loop_factory must be a callable returning an event loop")
     cfg = Config(workers, logger, callback, float(timeout), cookie, force_http1, http2_constreams,
-                 allow_redirects, qrandom, extra)
+                 allow_redirects, qrandom, extra, loop_factory)
     _state = _State(cfg)
     _configured = True
     for hook in _on_configure:
@@ -287,7 +293,8 @@ def fetchall() -> None:
         raise RuntimeError("fetchall() blocks; inside a running event loop use `await aquests.queue.drain()` "
                            "or the awaitable API (aquests.aio / aquests.Session)")
     t0 = time.perf_counter()
-    n = asyncio.run(drain())
+    with asyncio.Runner(loop_factory=_current().cfg.loop_factory) as runner:
+        n = runner.run(drain())
     dt = time.perf_counter() - t0
     (_state.cfg.logger or log).info("* %d tasks during %.2f sec, %.2f tasks/sec", n, dt,
                                     n / dt if dt else 0.0)

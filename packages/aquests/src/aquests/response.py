@@ -24,24 +24,53 @@ class HTTPError(Exception):
 
 
 class Headers(Mapping):
-    """Case-insensitive, multi-valued header mapping; ``h[name]`` joins repeats with ", "."""
+    """Case-insensitive, multi-valued header mapping; ``h[name]`` joins repeats with ", ".
 
-    __slots__ = ("_items", "_index")
+    The lookup index is built on first use, so responses nobody inspects stay cheap.
+    """
+
+    __slots__ = ("_list", "_raw", "_idx")
 
     def __init__(self, items: Iterable[tuple[str, str]] | Mapping[str, str] | None = None) -> None:
-        self._items: list[tuple[str, str]] = []
-        self._index: dict[str, list[str]] = {}
-        if items:
-            for k, v in (items.items() if isinstance(items, Mapping) else items):
-                self.add(k, v)
+        if not items:
+            self._list: list[tuple[str, str]] | None = []
+        elif isinstance(items, Mapping):
+            self._list = list(items.items())
+        else:
+            self._list = list(items)
+        self._raw: list[tuple[bytes, bytes]] | None = None
+        self._idx: dict[str, list[str]] | None = None
+
+    @classmethod
+    def from_raw(cls, raw: list[tuple[bytes, bytes]]) -> "Headers":
+        """Headers from the parser's byte pairs, decoded (latin-1) only when first read."""
+        h = cls.__new__(cls)
+        h._raw, h._list, h._idx = raw, None, None
+        return h
+
+    @property
+    def _items(self) -> list[tuple[str, str]]:
+        lst = self._list
+        if lst is None:
+            lst = self._list = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self._raw]
+        return lst
+
+    @property
+    def _index(self) -> dict[str, list[str]]:
+        idx = self._idx
+        if idx is None:
+            idx = self._idx = {}
+            for k, v in self._items:
+                key = k.lower()
+                if key in idx:
+                    idx[key].append(v)
+                else:
+                    idx[key] = [v]
+        return idx
 
     def add(self, name: str, value: str) -> None:
         self._items.append((name, value))
-        key = name.lower()
-        if key in self._index:
-            self._index[key].append(value)
-        else:
-            self._index[key] = [value]
+        self._idx = None
 
     def __getitem__(self, name: str) -> str:
         return ", ".join(self._index[name.lower()])
@@ -96,7 +125,7 @@ class Response:
         self.method = method
         self.meta: dict = meta if meta is not None else {}
         self.history: list[Response] = history or []
-        self.cookies: dict[str, str] = cookies or {}
+        self._cookies = cookies
         self.elapsed = elapsed
         #: an exception object describing a failure that is not an HTTP status (e.g. an XML-RPC Fault)
         self.error: BaseException | None = None
@@ -174,6 +203,26 @@ class Response:
                 self.error = fault
                 return None
         return self.content
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        """name → value of the cookies this response sets."""
+        if self._cookies is None:
+            from http.cookies import CookieError, SimpleCookie
+            out: dict[str, str] = {}
+            for raw in self.headers.get_all("set-cookie", ()):
+                c = SimpleCookie()
+                try:
+                    c.load(raw)
+                except CookieError:
+                    continue
+                out.update((name, m.value) for name, m in c.items())
+            self._cookies = out
+        return self._cookies
+
+    @cookies.setter
+    def cookies(self, value: dict[str, str]) -> None:
+        self._cookies = value
 
     # -- headers --------------------------------------------------------------------------------
     def get_header(self, name: str, default: Any = None) -> Any:

@@ -14,7 +14,6 @@ import time
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from wsproto import ConnectionType, WSConnection
 from wsproto.connection import ConnectionState
@@ -24,6 +23,7 @@ from wsproto.utilities import ProtocolError as WSProtocolError
 
 from . import codes
 from .http import errors, tls
+from .http import url as urlmod
 from .response import Response
 
 OPCODE_TEXT = 1
@@ -52,31 +52,21 @@ class WSResponse(Response):
         return _json.loads(self.content[1])
 
 
-class _Failure(Exception):
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
+def _fail(code: int, reason: str) -> errors.ClientError:
+    """The exception for a failure with a known code (turned into a 7xx response by _send)."""
+    return errors.ClientError(reason, code)
 
 
 def _target(url: str, force_tls: bool) -> tuple[bool, str, int, str, str]:
+    """(secure, host, port, Host header, request target) of a ws://, wss:// (or http[s]://) URL."""
     if not isinstance(url, str):
         raise TypeError(f"url must be a str, not {type(url).__name__}")
-    parts = urlsplit(url.strip())
-    scheme = parts.scheme.lower()
-    if scheme not in _SCHEMES:
+    scheme, sep, rest = url.strip().partition("://")
+    secure = _SCHEMES.get(scheme.lower())
+    if not sep or secure is None:
         raise ValueError(f"unsupported WebSocket URL {url!r} (use ws:// or wss://)")
-    secure = _SCHEMES[scheme] or force_tls
-    if not parts.hostname:
-        raise ValueError(f"no host in URL {url!r}")
-    try:
-        port = parts.port or (443 if secure else 80)
-    except ValueError as e:
-        raise ValueError(f"bad port in URL {url!r}") from e
-    host = parts.hostname
-    shown = f"[{host}]" if ":" in host else host
-    authority = shown if port == (443 if secure else 80) else f"{shown}:{port}"
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return secure, host, port, authority, path
+    u = urlmod.parse(f"{'https' if secure or force_tls else 'http'}://{rest}")
+    return u.scheme == "https", u.host, u.port, u.authority, u.target
 
 
 def _check_message(message: Any) -> str | bytes:
@@ -146,8 +136,6 @@ async def _send(plan: _Plan) -> Response:
                 return await _exchange(reader, writer, plan, started)
             finally:
                 await _shut(writer)
-    except _Failure as e:
-        return Response.failed(e.code, str(e), url=plan.url, meta=meta, method="WS")
     except WSProtocolError as e:
         return Response.failed(codes.PROTOCOL_ERROR, f"bad WebSocket handshake: {e}", url=plan.url, meta=meta,
                                method="WS")
@@ -168,7 +156,7 @@ async def _events(conn: WSConnection, reader: asyncio.StreamReader) -> AsyncIter
             conn.receive_data(None)
             eof_events = list(conn.events())
         except WSProtocolError:
-            raise _Failure(codes.CONNECTION_CLOSED,
+            raise _fail(codes.CONNECTION_CLOSED,
                            "the server closed the connection during the WebSocket handshake") from None
         for event in eof_events:
             yield event
@@ -186,10 +174,10 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
             accepted = event
             break
         if isinstance(event, RejectConnection):
-            raise _Failure(codes.PROTOCOL_ERROR,
+            raise _fail(codes.PROTOCOL_ERROR,
                            f"WebSocket handshake rejected: the server answered HTTP {event.status_code}")
     if accepted is None:
-        raise _Failure(codes.CONNECTION_CLOSED, "the server closed the connection during the WebSocket handshake")
+        raise _fail(codes.CONNECTION_CLOSED, "the server closed the connection during the WebSocket handshake")
     payload = plan.payload
     message = TextMessage(data=payload) if isinstance(payload, str) else BytesMessage(data=payload)
     writer.write(conn.send(message))
@@ -203,17 +191,17 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
                 writer.write(conn.send(event.response()))
             code = codes.PROTOCOL_ERROR if event.code in (1002, 1007) else codes.CONNECTION_CLOSED
             why = f" ({event.reason})" if event.reason else ""
-            raise _Failure(code, f"the WebSocket closed before a reply: code {event.code}{why}")
+            raise _fail(code, f"the WebSocket closed before a reply: code {event.code}{why}")
         elif isinstance(event, (TextMessage, BytesMessage)):
             size += len(event.data)
             if size > plan.max_size:
                 writer.write(conn.send(CloseConnection(code=1009, reason="message too big")))
-                raise _Failure(codes.PROTOCOL_ERROR, f"the reply is larger than max_size={plan.max_size}")
+                raise _fail(codes.PROTOCOL_ERROR, f"the reply is larger than max_size={plan.max_size}")
             parts.append(event.data)
             if event.message_finished:
                 break
     else:
-        raise _Failure(codes.CONNECTION_CLOSED, "the server closed the connection before replying")
+        raise _fail(codes.CONNECTION_CLOSED, "the server closed the connection before replying")
     text = isinstance(parts[0], str)
     reply = "".join(parts) if text else b"".join(parts)
     await _close(conn, writer, events, min(CLOSE_TIMEOUT, plan.timeout - (time.monotonic() - started) - 0.1))

@@ -17,6 +17,7 @@ import sys
 from dataclasses import dataclass
 
 from .config import Config
+from .loader import MountError
 
 USAGE = """usage: python app.py [start|stop|restart|status] [-d|-s|-r] [-v] [--port N] [--address A] [--workers N]
   (no command)  serve in the foreground
@@ -104,7 +105,7 @@ def pidfile_of(config: Config) -> str:
 
 def main(config: Config, argv: list[str]) -> int:
     """Do what the command line says; returns the process exit code (0: fine)."""
-    from . import daemon, paths, runner
+    from . import daemon, paths, runner, workers
     try:
         opts = parse(argv)
     except UsageError as e:
@@ -125,4 +126,8 @@ def main(config: Config, argv: list[str]) -> int:
     if opts.command in ("start", "restart"):
         output = os.path.join(config.logpath or config.varpath, "console.log")
         return daemon.daemonize(pidfile, output, lambda report: runner.serve(config, report))
-    return runner.serve(config)
+    try:
+        return runner.serve(config)
+    except (runner.ListenError, MountError, workers.StartError) as e:
+        print(f"skitai: {e}", file=sys.stderr)
+        return 1

@@ -300,7 +300,13 @@ def _check_basics(c: Config) -> None:
 
 
 def run(**kw: Any) -> int:
-    """Serve what was mounted: parses the command line (start/stop/restart/status, -v, --port)."""
+    """Serve what was mounted: parses the command line (start/stop/restart/status, -v, --port).
+
+    Returns 0 after a clean stop; any other outcome exits the process with its code (SystemExit).
+    """
     apply_run(**kw)
     from . import cli
-    return cli.main(config, sys.argv[1:])
+    code = cli.main(config, sys.argv[1:])
+    if code:
+        raise SystemExit(code)
+    return 0

@@ -22,11 +22,18 @@ class Plugin:
         """Raise ``ValueError`` with a clear message when this plugin's part of the config is wrong."""
 
     def adapt(self, target: Any, mount: Any, config: Any) -> Any:
-        """Return a WSGI-callable wrapper for a mounted object this plugin knows (e.g. a Saddle app), else None."""
+        """Return a WSGI-callable wrapper for a mounted object this plugin knows (e.g. a Saddle app), else None.
+
+        ``mount`` is a ``skitai.loader.Target`` (``point``, ``host``, ``appname``, ``path``, ``pref``).
+        """
         return None
 
     def handlers(self, config: Any) -> list[Any]:
-        """Handlers to put in front of the chain (the gateway's auth handler)."""
+        """Handlers to put in front of the router (the gateway's auth handler).
+
+        Each has ``match(exchange) -> bool`` and is a ``Dispatch`` (``handler(exchange)``); the first
+        that matches answers the request, otherwise the router does.
+        """
         return []
 
     def was_services(self) -> dict[str, Any]:

@@ -142,16 +142,23 @@ def check_plugins(config: Config, found: list[plugins.Plugin]) -> None:
 
 # ---------------------------------------------------------------- serving
 
+def reason_of(exc: BaseException) -> str:
+    """One line on why the server could not start (the type name only for unexpected errors)."""
+    if isinstance(exc, (ListenError, loader.MountError)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
 def prepare(config: Config) -> list[plugins.Plugin]:
     """What every process of the server shares: working directory, logs, plugins."""
+    if not config.mounts and not config.proxy:
+        raise loader.MountError("nothing to serve: mount an app or a directory first, e.g. skitai.mount('/', app)")
     workdir = config.workdir or paths.getswd()
     config.workdir = workdir
     os.chdir(workdir)
     config.varpath = config.varpath or paths.default_varpath()
     os.makedirs(config.varpath, exist_ok=True)
     logs.setup(config.logpath, config.verbose)
-    if not config.mounts and not config.proxy:
-        raise ValueError("nothing to serve: mount an app or a directory first, e.g. skitai.mount('/', app)")
     found = plugins.discover()
     check_plugins(config, found)
     return found
@@ -163,7 +170,7 @@ def serve(config: Config, report: Report | None = None) -> int:
         found = prepare(config)
     except Exception as e:
         if report:
-            report(f"{type(e).__name__}: {e}")
+            report(reason_of(e))
         raise
     started: list[plugins.Plugin] = []
     try:
@@ -189,7 +196,7 @@ def serve_process(config: Config, found: list[plugins.Plugin], report: Report | 
         site = build(config, found)
     except Exception as e:
         if report:
-            report(f"{type(e).__name__}: {e}")
+            report(reason_of(e))
         raise
     for target in site.apps():
         hooks.start(target.app, target.point)
@@ -230,33 +237,37 @@ def ssl_context(config: Config) -> Any:
     return ctx
 
 
-class ForwardToHTTPS:
-    """The ``enable_forward()`` listener: every request is redirected to the HTTPS port."""
-
-    def __init__(self, config: Config) -> None:
-        self.port = config.forward_to or 443
-        self.domain = config.forward_domain
-
-    def __call__(self, exchange: Any) -> None:
-        request = exchange.request
-        host = self.domain or request.host or "localhost"
-        port = "" if self.port == 443 else f":{self.port}"
-        exchange.respond(301, [("Location", f"https://{host}{port}{request.target}")])
-
-
 async def listen(config: Config, site: Site) -> list[Any]:
     """Start the listeners of ``config``: the main one, and the HTTPS forwarder when enabled."""
-    from .http.server import serve as http_serve
-    servers = [await http_serve(config, site.dispatch, ssl=ssl_context(config))]
+    servers = [await _listen(config, site.dispatch, ssl_context(config), **protocol_hooks(config, site.dispatch))]
     if config.forward_port:
+        from .forward import ForwardToHTTPS
         forward = replace(config, address=config.forward_ip or config.address, port=config.forward_port,
                           certfile=None)
         try:
-            servers.append(await http_serve(forward, ForwardToHTTPS(config)))
+            servers.append(await _listen(forward, ForwardToHTTPS(config)))
         except BaseException:
             servers[0].close()
             raise
     return servers
+
+
+class ListenError(OSError):
+    """The port cannot be opened (in use, no permission): said in one line, without a traceback."""
+
+
+def protocol_hooks(config: Config, dispatch: Any) -> dict:
+    """``serve()`` keywords of the protocols beyond HTTP/1.1: HTTP/2 (h2c upgrade, prior knowledge, ALPN)."""
+    from .http2 import hooks
+    return hooks(config, dispatch)
+
+
+async def _listen(config: Config, dispatch: Any, ssl: Any = None, **hooks: Any) -> Any:
+    from .http.server import serve as http_serve
+    try:
+        return await http_serve(config, dispatch, ssl=ssl, **hooks)
+    except OSError as e:
+        raise ListenError(f"cannot listen on {config.address}:{config.port}: {e.strerror or e}") from e
 
 
 async def close(servers: list[Any], timeout: float) -> None:
@@ -279,7 +290,7 @@ async def serve_site(config: Config, site: Site, report: Report | None = None,
         servers = await listen(config, site)
     except Exception as e:
         if report:
-            report(f"{type(e).__name__}: {e}")
+            report(reason_of(e))
         raise
     announce(config, site, servers)
     if report:
@@ -304,6 +315,9 @@ class Running:
 
     def __init__(self, config: Config, found: list[plugins.Plugin] | None = None, timeout: float = 10.0) -> None:
         import threading
+
+        from . import http2  # noqa: F401 - imported here, not in the server thread (import lock)
+        from .http import server  # noqa: F401
         self.config = config
         self.site = build(config, found)
         self.port: int | None = None

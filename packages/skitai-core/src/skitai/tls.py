@@ -1,4 +1,6 @@
-"""TLS for the main listener: the SSL context and the choice of protocol by ALPN.
+"""TLS for the main listener: the SSL context (ALPN ``h2`` and ``http/1.1``).
+
+The protocol is chosen after the handshake by ``skitai.http.h1`` (ALPN ``h2`` goes to the HTTP/2 factory).
 
 ``make_ssl_context(config)`` reads ``config.certfile``/``keyfile``/``passphrase`` (``skitai.enable_ssl``).
 The spec's openssl command writes the key and the certificate into ONE PEM file, so ``keyfile`` may be
@@ -6,10 +8,8 @@ the same file, ``None``, or a file that does not exist while the certificate fil
 """
 from __future__ import annotations
 
-import asyncio
 import os
 import ssl
-from collections.abc import Callable
 from typing import Any
 
 ALPN = ["h2", "http/1.1"]
@@ -47,28 +47,3 @@ def make_ssl_context(config: Any) -> ssl.SSLContext:
             from None
     ctx.set_alpn_protocols(ALPN)
     return ctx
-
-
-def negotiated(transport: asyncio.BaseTransport) -> str | None:
-    """The ALPN protocol of a TLS transport ("h2", "http/1.1") or None (plain TCP or no ALPN)."""
-    sslobj = transport.get_extra_info("ssl_object")
-    return sslobj.selected_alpn_protocol() if sslobj is not None else None
-
-
-class _ALPNSwitch(asyncio.Protocol):
-    """Stands in until the TLS handshake is done, then hands the transport to the right protocol."""
-
-    def __init__(self, h1: Callable[[], asyncio.Protocol], h2: Callable[[], asyncio.Protocol]) -> None:
-        self._h1, self._h2 = h1, h2
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # asyncio calls this after the handshake, so ALPN is already settled.
-        proto = (self._h2 if negotiated(transport) == "h2" else self._h1)()
-        transport.set_protocol(proto)
-        proto.connection_made(transport)
-
-
-def alpn_factory(h1: Callable[[], asyncio.Protocol],
-                 h2: Callable[[], asyncio.Protocol]) -> Callable[[], asyncio.Protocol]:
-    """A protocol factory for ``loop.create_server(..., ssl=ctx)`` that picks HTTP/2 or HTTP/1.1 by ALPN."""
-    return lambda: _ALPNSwitch(h1, h2)

@@ -23,6 +23,11 @@ CRASH_WINDOW = 10.0          # this many seconds ...
 CRASH_LIMIT = 5              # ... this many deaths per worker slot: give up
 
 Report = Callable[[str], None]
+
+
+class StartError(RuntimeError):
+    """The workers could not start (the reason of the first that failed)."""
+
 Worker = Callable[[int, Report], int]
 
 
@@ -32,6 +37,7 @@ class Master:
         self.worker = worker
         self.stop_timeout = stop_timeout
         self.children: dict[int, int] = {}        # pid -> slot
+        self.retiring: set[int] = set()             # replaced by SIGHUP: not restarted when they exit
         self.deaths: list[float] = []
         self.rfd, self.wfd = os.pipe()
 
@@ -48,13 +54,16 @@ class Master:
                 signal.signal(sig, signal.SIG_DFL)
             os.close(self.rfd)
             wfd = self.wfd
+            failed = []
 
             def report(reason: str) -> None:
+                failed.append(reason)
                 os.write(wfd, b"." if not reason else b"!" + reason.encode("utf-8", "replace")[:500] + b"\n")
 
             code = self.worker(slot, report) or 0
         except BaseException:  # noqa: B036 - a child must never return into the master's code
-            traceback.print_exc()
+            if not any(failed):          # a reported start failure is the master's to tell
+                traceback.print_exc()
         finally:
             os._exit(code)
 
@@ -78,8 +87,9 @@ class Master:
             if pid == 0:
                 break
             slot = self.children.pop(pid, None)
-            if slot is not None:
+            if slot is not None and pid not in self.retiring:
                 slots.append(slot)
+            self.retiring.discard(pid)
         return slots
 
     # -------------------------------------------------------------- life
@@ -94,7 +104,7 @@ class Master:
                 if ready:
                     ready(reason)
                 log.error("workers failed to start: %s", reason)
-                return 1
+                raise StartError(reason)
             if ready:
                 ready("")
             log.info("%d workers serving (master pid %d)", self.count, os.getpid())
@@ -130,8 +140,7 @@ class Master:
                 self.stop()
                 return 0
             if sig == signal.SIGHUP:
-                log.info("SIGHUP: replacing workers")
-                self.signal_all(signal.SIGTERM)
+                self.replace_all()
             elif sig == signal.SIGUSR1:
                 self.signal_all(signal.SIGUSR1)
             self._drain_reports()
@@ -144,6 +153,24 @@ class Master:
                     return 1
                 log.warning("worker #%d exited: starting a new one", slot)
                 self.spawn(slot)
+
+    def replace_all(self) -> None:
+        """SIGHUP: start a fresh set of workers, and stop the old ones only once the new ones listen."""
+        old = set(self.children)
+        log.info("SIGHUP: replacing %d workers", len(old))
+        self._drain_reports()
+        for slot in range(self.count):
+            self.spawn(slot)
+        reason = self.wait_ready()
+        retire = old if not reason else set(self.children) - old
+        if reason:
+            log.error("new workers failed to start (%s): the old ones keep serving", reason)
+        self.retiring |= retire
+        for pid in retire:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
 
     def _drain_reports(self) -> None:
         while select.select([self.rfd], [], [], 0)[0]:

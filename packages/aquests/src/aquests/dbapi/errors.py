@@ -14,6 +14,8 @@ from .response import DBResponse
 # words libpq, pymongo and friends put in their messages, checked in order
 _MESSAGE_CODES = (
     ("connection refused", codes.CONNECTION_REFUSED),
+    ("connect call failed", codes.CONNECTION_REFUSED),
+    ("[errno 111]", codes.CONNECTION_REFUSED),
     ("could not translate host name", codes.DNS_FAILED),
     ("name or service not known", codes.DNS_FAILED),
     ("temporary failure in name resolution", codes.DNS_FAILED),
@@ -50,7 +52,7 @@ def classify(exc: BaseException, default: int = codes.DB_ERROR) -> int:
 def failure(exc: BaseException, *, url: str, method: str, meta: dict | None,
             default: int = codes.DB_ERROR) -> DBResponse:
     code = classify(exc, default)
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
     if code == codes.TIMEOUT and not reason:
         reason = "no answer within the timeout"
     return DBResponse.failed(code, reason, exc=exc, url=url, method=method, meta=meta)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Sequence
 
-from .address import PG_PORT, parse_auth, parse_server
+from .args import PG_PORT, check_params, parse_auth, parse_server
 from .deadline import Deadline
 from .errors import failure
 from .pool import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAXSIZE, Pool, get_pool
@@ -25,6 +25,7 @@ except ImportError:  # pragma: no cover - the extra is missing
     psycopg2 = None  # type: ignore[assignment]
 
 DEFAULT_TIMEOUT = 10.0
+SMALL_QUERY = 4096  # bytes: always flushed whole by execute() into an idle connection's socket buffer
 
 
 def _require() -> None:
@@ -99,8 +100,15 @@ class PgConnection:
             raise RuntimeError("a query is already in flight on this connection")
         if self.closed:
             raise ConnectionError("connection already closed")
-        self._cursor.execute(sql, params)
-        fut = self._wait(self._cursor)
+        cur = self._cursor
+        cur.execute(sql, params)
+        if len(cur.query) < SMALL_QUERY:
+            # execute() has already flushed a small query to the socket; polling now would only
+            # read an empty socket, so wait for the reply to make it readable
+            fut = self._fut = self._loop.create_future()
+            self._result_of = cur
+        else:
+            fut = self._wait(cur)
         if deadline is not None and self._fut is not None:
             self._deadline.start(deadline)
         return fut
@@ -177,7 +185,8 @@ class PostgreSQL:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
         self.dsn = make_dsn(server, dbname, auth)
         user, _ = parse_auth(auth)
-        self.key = ("pg", server, dbname, user)
+        # (server, db, user), and the whole DSN: a wrong password must never borrow a logged-in connection
+        self.key = ("pg", server, dbname, user, self.dsn)
         self.url = f"postgresql://{server}/{dbname or ''}"
         self.timeout = timeout
         self.pool_size = pool_size
@@ -224,13 +233,6 @@ class PostgreSQL:
     def transaction(self, *, timeout: float | None = None) -> Transaction:
         """``async with pg.transaction() as tx: await tx.execute(...)`` on one pinned connection."""
         return Transaction(self, self.timeout if timeout is None else timeout)
-
-
-def check_params(sql: Any, params: Any) -> None:
-    if not isinstance(sql, str) or not sql.strip():
-        raise ValueError(f"sql must be a non-empty string, got {sql!r}")
-    if params is not None and not isinstance(params, (tuple, list, dict)):
-        raise TypeError(f"params must be a tuple, list or dict, got {type(params).__name__}")
 
 
 def _response(desc: Any, records: list | None, rowcount: int, *, url: str, meta: dict | None,

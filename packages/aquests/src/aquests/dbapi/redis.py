@@ -15,7 +15,7 @@ from collections import deque
 from typing import Any, Iterable, Sequence
 
 from .. import codes
-from .address import REDIS_PORT, parse_auth, parse_server
+from .args import REDIS_PORT, parse_auth, parse_server
 from .deadline import Deadline
 from .errors import failure
 from .pool import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAXSIZE, Pool, get_pool
@@ -23,6 +23,13 @@ from .resp import NOT_READY, ProtocolError, ReplyError, RespReader, encode_comma
 from .response import DBResponse
 
 DEFAULT_TIMEOUT = 10.0
+# Python-friendly method names for commands whose Redis name is a Python keyword or too terse
+COMMAND_ALIASES = {"DELETE": "DEL", "DEL_": "DEL", "EXEC_": "EXEC"}
+
+
+def command_name(name: Any) -> str:
+    upper = str(name).upper()
+    return COMMAND_ALIASES.get(upper, upper)
 
 
 class RedisProtocol(asyncio.Protocol):
@@ -158,7 +165,7 @@ class Redis:
         self.host, self.port = parse_server(server, REDIS_PORT)
         self.db = _check_db(dbname)
         self.user, self._password = parse_auth(auth)
-        self.key = ("redis", server, self.db, self.user)
+        self.key = ("redis", server, self.db, self.user, self._password)  # see PostgreSQL.key
         self.url = f"redis://{server}/{self.db}"
         self.timeout = timeout
         self.pool_size = pool_size
@@ -180,7 +187,8 @@ class Redis:
         """Run one command, e.g. ``execute("SET", "k", "v", "EX", 10)``."""
         if not args:
             raise ValueError("empty Redis command")
-        return await self._roundtrip(encode_command(args), 1, str(args[0]).upper(), meta, timeout)
+        name = command_name(args[0])
+        return await self._roundtrip(encode_command((name, *args[1:])), 1, name, meta, timeout)
 
     execute_command = execute
 
@@ -190,7 +198,7 @@ class Redis:
 
         An error reply stays in the list as a ``ReplyError`` and makes the response a DB_ERROR.
         """
-        cmds = [tuple(c) for c in commands]
+        cmds = [(command_name(c[0]), *c[1:]) if c else () for c in commands]
         if not cmds or any(not c for c in cmds):
             raise ValueError("pipeline needs a list of non-empty commands")
         payload = b"".join(encode_command(c) for c in cmds)
@@ -229,7 +237,8 @@ class Redis:
         if isinstance(reply, ReplyError):
             data = None
         if first_error is not None:
-            res = DBResponse(data, None, status_code=codes.DB_ERROR, reason=str(first_error),
+            res = DBResponse(data, None, status_code=codes.DB_ERROR,
+                             reason=f"{codes.REASONS[codes.DB_ERROR]}: {first_error}",
                              expt_class=ReplyError, expt_str=str(first_error), url=self.url,
                              method=method, meta=meta, elapsed=elapsed)
             return res
@@ -239,7 +248,7 @@ class Redis:
         """``await r.get("k")``, ``await r.hset("h", "f", 1)``: any Redis command by name."""
         if name.startswith("_"):
             raise AttributeError(name)
-        command = name.upper()
+        command = command_name(name)
 
         async def call(*args: Any, meta: dict | None = None, timeout: float | None = None) -> DBResponse:
             return await self.execute(command, *args, meta=meta, timeout=timeout)

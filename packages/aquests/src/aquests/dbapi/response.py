@@ -10,16 +10,13 @@ from __future__ import annotations
 from typing import Any, Iterable, Iterator, Sequence
 
 from .. import codes
+from ..response import Headers, HTTPError, Response
 
 OK = 200
 
 
-class DBError(Exception):
+class DBError(HTTPError):
     """Raised by ``DBResponse.raise_for_status()``; ``.response`` is the failed response."""
-
-    def __init__(self, message: str, response: DBResponse) -> None:
-        super().__init__(message)
-        self.response = response
 
 
 class Row:
@@ -103,19 +100,25 @@ class Document(dict):
             raise AttributeError(f"document has no field {name!r}") from None
 
 
-class DBResponse:
-    """Result of one database request."""
+class DBResponse(Response):
+    """Result of one database request (a ``Response``, so queues and callbacks treat it alike)."""
 
-    headers: dict = {}
-    history: list = []
+    headers = Headers()
     content = b""
     version = ""
+    history: list = []
+    cookies: dict = {}
+    error = None
+    trailers = None
+    decoder = None
+    lastrowid = None  # SQLite: rowid of the last INSERT
 
+    # no super().__init__: a query result needs none of the HTTP fields, and this runs per query
     def __init__(self, data: Any = None, description: Any = None, *, status_code: int = OK,
                  reason: str = "OK", expt_class: type | None = None, expt_str: str | None = None,
                  meta: dict | None = None, url: str = "", method: str = "", rowcount: int = -1,
                  elapsed: float = 0.0) -> None:
-        self.data = data
+        self._data = data
         self.description = description
         self.status_code = status_code
         self.reason = reason
@@ -128,11 +131,13 @@ class DBResponse:
         self.elapsed = elapsed
 
     @classmethod
-    def failed(cls, code: int, reason: str = "", *, exc: BaseException | None = None, url: str = "",
-               method: str = "", meta: dict | None = None) -> DBResponse:
-        """A 7xx failure; ``exc`` fills ``expt_class``/``expt_str``."""
-        reason = reason or (str(exc).strip() if exc else "") or codes.REASONS.get(code, "Failed")
-        return cls(None, None, status_code=code, reason=reason,
+    def failed(cls, code: int, reason: str = "", *, url: str = "", meta: dict | None = None,
+               method: str = "", error: BaseException | None = None,
+               exc: BaseException | None = None) -> DBResponse:
+        """A 7xx failure; the exception (``exc`` or ``error``) fills ``expt_class``/``expt_str``."""
+        exc = exc if exc is not None else error
+        label = codes.REASONS.get(code, "Failed")
+        return cls(None, None, status_code=code, reason=f"{label}: {reason}" if reason else label,
                    expt_class=type(exc) if exc is not None else None,
                    expt_str=(str(exc).strip() or type(exc).__name__) if exc is not None else None,
                    url=url, method=method, meta=meta)
@@ -157,9 +162,6 @@ class DBResponse:
     def json(self) -> Any:
         return self.data
 
-    def get_header(self, name: str, default: Any = None) -> Any:
-        return default
-
     def raise_for_status(self) -> None:
         if self.status_code >= 400:
             detail = f" ({self.expt_class.__name__}: {self.expt_str})" if self.expt_class else ""
@@ -169,4 +171,4 @@ class DBResponse:
         return iter(self.data or ())
 
     def __repr__(self) -> str:
-        return f"<DBResponse {self.status_code} {self.reason} {self.url}>"
+        return f"<DBResponse [{self.status_code} {self.reason}] {self.method} {self.url}>"

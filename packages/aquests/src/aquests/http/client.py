@@ -20,7 +20,7 @@ from . import url as urlmod
 from .auth import Auth, digest_header, parse_challenge
 from .body import Body, make_body
 from .connect import open_connection
-from .cookies import Jar, response_cookies
+from .cookies import Jar
 from .errors import ClientError, ConnectionClosed, ProtocolError, classify
 from .h1 import MAX_BODY_SIZE, MAX_HEADER_SIZE, H1Connection
 from .h2 import H2Connection, H2Stream
@@ -30,6 +30,9 @@ from .proxy import Proxy
 USER_AGENT = "aquests/1.0"
 _HOP_BY_HOP = frozenset((b"connection", b"host", b"keep-alive", b"transfer-encoding", b"upgrade",
                          b"proxy-connection"))
+
+
+_EMPTY = Body(b"")
 
 
 def _phrase(status: int) -> str:
@@ -80,6 +83,7 @@ class Client:
         self.proxy = Proxy(proxy) if proxy else None
         self.headers = self._norm_headers(headers)
         self._pools = pools
+        self._heads: dict[tuple, bytes] = {}  # request heads without extra headers, by (method, url, length)
         self._pool_opts = (max_per_origin, idle_timeout)
         if pools is None and (max_per_origin, idle_timeout) != (MAX_PER_ORIGIN, IDLE_TIMEOUT):
             self._pools = PoolManager(max_per_origin, idle_timeout)
@@ -109,6 +113,8 @@ class Client:
     def build_body(self, data: Any = None, json: Any = None, files: Mapping | None = None,
                    content_type: str | None = None) -> tuple[Body, str | None]:
         """(body, content-type) from exactly one of ``data``/``json``/``files``."""
+        if data is None and json is None and files is None:
+            return _EMPTY, content_type
         if sum(x is not None for x in (data, json, files)) > 1:
             raise ValueError("pass only one of data=, json= and files=")
         if files is not None:
@@ -215,7 +221,18 @@ class Client:
         pool, may_h2 = self._pool_for(u, px, h2c)
         for attempt in (0, 1):
             conn = None
+            reused = False
             try:
+                if body.data is not None and (conn := pool.take_idle()) is not None:
+                    # fast path: a kept-alive connection and a body in memory; the pool's
+                    # coarse deadline timer stands in for a per-request timer
+                    reused = True
+                    deadlines = self.pools.deadlines
+                    deadlines.add(conn, tmo)
+                    try:
+                        return await self._h1(conn, pool, method, u, hdrs, body, stream, px, tmo)
+                    finally:
+                        deadlines.discard(conn)
                 async with asyncio.timeout(tmo):
                     conn = await pool.acquire(may_h2)
                     if conn.http2:
@@ -256,21 +273,15 @@ class Client:
     # -- HTTP/1.1 -------------------------------------------------------------------------------
     async def _h1(self, conn: H1Connection, pool: OriginPool, method: str, u: urlmod.URL,
                   hdrs: dict[str, str], body: Body, stream: bool, px: Proxy | None, tmo: float) -> Response:
-        target = u.full if (px is not None and u.scheme == "http") else u.target
-        lines = [f"{method} {target} HTTP/1.1\r\nhost: {u.authority}\r\n"]
-        if "user-agent" not in hdrs:
-            lines.append(f"user-agent: {USER_AGENT}\r\n")
-        for k, v in hdrs.items():
-            lines.append(f"{k}: {v}\r\n")
-        if px is not None and px.auth and u.scheme == "http":
-            lines.append(f"proxy-authorization: {px.auth}\r\n")
         n = body.length
-        if n is None:
-            lines.append("transfer-encoding: chunked\r\n")
-        elif n or method in ("POST", "PUT", "PATCH"):
-            lines.append(f"content-length: {n}\r\n")
-        lines.append("\r\n")
-        head = "".join(lines).encode("latin-1")
+        plain = not hdrs and px is None
+        head = self._heads.get((method, u, n)) if plain else None
+        if head is None:
+            head = self._h1_head(method, u, hdrs, n, px)
+            if plain:
+                if len(self._heads) >= 256:
+                    self._heads.clear()
+                self._heads[(method, u, n)] = head
         if stream:
             conn.on_idle = pool.release
         try:
@@ -279,8 +290,7 @@ class Client:
             conn.on_idle = None
             pool.release(conn)
             raise
-        resp = Response(conn.status, conn.reason.decode("latin-1"),
-                        headers=Headers([(k.decode("latin-1"), v.decode("latin-1")) for k, v in conn.headers]),
+        resp = Response(conn.status, conn.reason.decode("latin-1"), headers=Headers.from_raw(conn.headers),
                         url=u.full, method=method, version="1.1")
         if conn.stream is not None:
             resp.stream = conn.stream
@@ -289,9 +299,24 @@ class Client:
             conn.on_idle = None
             resp.content = b"".join(conn.body) if len(conn.body) != 1 else conn.body[0]
             pool.release(conn)
-        if "set-cookie" in resp.headers:
-            resp.cookies = response_cookies(resp.headers)
         return resp
+
+    @staticmethod
+    def _h1_head(method: str, u: urlmod.URL, hdrs: dict[str, str], n: int | None, px: Proxy | None) -> bytes:
+        target = u.full if (px is not None and u.scheme == "http") else u.target
+        lines = [f"{method} {target} HTTP/1.1\r\nhost: {u.authority}\r\n"]
+        if "user-agent" not in hdrs:
+            lines.append(f"user-agent: {USER_AGENT}\r\n")
+        for k, v in hdrs.items():
+            lines.append(f"{k}: {v}\r\n")
+        if px is not None and px.auth and u.scheme == "http":
+            lines.append(f"proxy-authorization: {px.auth}\r\n")
+        if n is None:
+            lines.append("transfer-encoding: chunked\r\n")
+        elif n or method in ("POST", "PUT", "PATCH"):
+            lines.append(f"content-length: {n}\r\n")
+        lines.append("\r\n")
+        return "".join(lines).encode("latin-1")
 
     # -- HTTP/2 ---------------------------------------------------------------------------------
     def h2_headers(self, method: str, u: urlmod.URL, hdrs: Mapping[str, str],
@@ -372,10 +397,7 @@ def h2_response(raw: list[tuple[bytes, bytes]], u: urlmod.URL, method: str) -> R
             items.append((k.decode("latin-1"), v.decode("latin-1")))
     if not status:
         raise ProtocolError("HTTP/2 response without :status")
-    resp = Response(status, _phrase(status), headers=Headers(items), url=u.full, method=method, version="2")
-    if "set-cookie" in resp.headers:
-        resp.cookies = response_cookies(resp.headers)
-    return resp
+    return Response(status, _phrase(status), headers=Headers(items), url=u.full, method=method, version="2")
 
 
 async def read_limited(stream, limit: int) -> bytes:

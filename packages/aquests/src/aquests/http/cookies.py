@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import http.cookiejar
-from http.cookies import CookieError, SimpleCookie
 
 from ..response import Headers
 from .url import URL
@@ -84,16 +83,3 @@ class Jar:
     def clear(self) -> None:
         self.jar.clear()
 
-
-def response_cookies(headers: Headers) -> dict[str, str]:
-    """name → value for the ``Set-Cookie`` headers of one response."""
-    out: dict[str, str] = {}
-    for raw in headers.get_all("set-cookie", ()):
-        c = SimpleCookie()
-        try:
-            c.load(raw)
-        except CookieError:
-            continue
-        for name, morsel in c.items():
-            out[name] = morsel.value
-    return out

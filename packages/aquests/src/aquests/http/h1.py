@@ -209,6 +209,10 @@ class H1Connection(asyncio.Protocol):
             self._done_streaming()
         self.close()
 
+    def expire(self) -> None:
+        """Called by :class:`~aquests.http.deadline.Deadlines` when the request is overdue."""
+        self._fail(TimeoutError("no answer within the timeout"))
+
     def _stream_closed(self) -> None:
         if not self.complete:
             self.close()

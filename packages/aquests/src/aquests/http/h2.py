@@ -65,8 +65,12 @@ class H2Connection(asyncio.Protocol):
     http2 = True
 
     def __init__(self, max_streams: int = 100, max_header_size: int = MAX_HEADER_SIZE) -> None:
-        self.h2 = h2.connection.H2Connection(
-            h2.config.H2Configuration(client_side=True, header_encoding=None))
+        # our own header checks run when a request is built; skipping h2's per-frame
+        # validation and normalisation keeps the per-request cost down
+        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(
+            client_side=True, header_encoding=None, validate_outbound_headers=False,
+            normalize_outbound_headers=False, validate_inbound_headers=False,
+            normalize_inbound_headers=False))
         self.max_streams = max_streams
         self.max_header_size = max_header_size
         self.transport: asyncio.Transport | None = None
@@ -74,11 +78,13 @@ class H2Connection(asyncio.Protocol):
         self.reserved = 0          # streams handed out by the pool
         self.closed = False
         self.goaway = False
+        self.settings_seen = False
         self.idle_since = time.monotonic()
         self._window = asyncio.Event()
         self._paused_writing = False
         self._drain = asyncio.Event()
         self._drain.set()
+        self._flush_pending = False
 
     # -- asyncio.Protocol -----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -95,7 +101,9 @@ class H2Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._fail_all(ConnectionClosed("server closed the HTTP/2 connection"))
+        self._fail_all(ConnectionClosed("server closed the HTTP/2 connection" if self.settings_seen else
+                                        "server closed the connection without an HTTP/2 SETTINGS frame "
+                                        "(does it speak HTTP/2?)"))
         self._window.set()
         self._drain.set()
 
@@ -155,6 +163,7 @@ class H2Connection(asyncio.Protocol):
                                      ProtocolError.code))
             self._window.set()
         elif isinstance(ev, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
+            self.settings_seen = True
             self._window.set()
         elif isinstance(ev, h2.events.ConnectionTerminated):
             self.goaway = True
@@ -178,7 +187,7 @@ class H2Connection(asyncio.Protocol):
         st = H2Stream(self, sid)
         self.streams[sid] = st
         self.h2.send_headers(sid, headers, end_stream=end_stream)
-        self.flush()
+        self.flush_soon()
         return st
 
     async def send_data(self, sid: int, data: bytes, end_stream: bool = False) -> None:
@@ -230,7 +239,14 @@ class H2Connection(asyncio.Protocol):
         for s in list(self.streams.values()):
             s._fail(exc)
 
+    def flush_soon(self) -> None:
+        """Coalesce the frames of requests started in the same loop turn into one write."""
+        if not self._flush_pending:
+            self._flush_pending = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
     def flush(self) -> None:
+        self._flush_pending = False
         data = self.h2.data_to_send()
         if data and self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)

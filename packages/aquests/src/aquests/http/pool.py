@@ -12,6 +12,7 @@ import weakref
 from collections import deque
 from typing import Awaitable, Callable
 
+from .deadline import Deadlines
 from .h1 import H1Connection
 from .h2 import H2Connection
 
@@ -31,20 +32,27 @@ class OriginPool:
         self.probing: asyncio.Future | None = None
         self.is_h2: bool | None = None
 
+    def take_idle(self) -> H1Connection | None:
+        """An idle, still-open HTTP/1.1 connection, without waiting (None if there is none)."""
+        idle = self.idle
+        if idle:
+            now = time.monotonic()
+            limit = self.manager.idle_timeout
+            while idle:
+                c = idle.pop()
+                if c.closed or now - c.idle_since > limit:
+                    c.close()
+                    self.opened -= 1
+                    continue
+                return c
+        return None
+
     async def acquire(self, may_h2: bool) -> Conn:
         """A connection ready for one request (an HTTP/2 one has a stream slot reserved)."""
         while True:
-            idle = self.idle
-            if idle:
-                now = time.monotonic()
-                limit = self.manager.idle_timeout
-                while idle:
-                    c = idle.pop()
-                    if c.closed or now - c.idle_since > limit:
-                        c.close()
-                        self.opened -= 1
-                        continue
-                    return c
+            c = self.take_idle()
+            if c is not None:
+                return c
             for c in self.h2conns:
                 if c.capacity > 0:
                     c.reserved += 1
@@ -65,7 +73,9 @@ class OriginPool:
             return await self._open(may_h2)
 
     async def _open(self, may_h2: bool) -> Conn:
-        probe = may_h2 and self.is_h2 is None
+        # while the first connection learns (by ALPN) whether the origin speaks HTTP/2, or while
+        # a new HTTP/2 connection opens, other requests wait for it instead of opening their own
+        probe = (may_h2 and self.is_h2 is None) or self.is_h2 is True
         if probe:
             self.probing = asyncio.get_running_loop().create_future()
         self.opened += 1
@@ -159,6 +169,7 @@ class PoolManager:
         self.max_per_origin = max_per_origin
         self.idle_timeout = idle_timeout
         self.pools: dict[tuple, OriginPool] = {}
+        self.deadlines = Deadlines()
         self._reaper: asyncio.TimerHandle | None = None
 
     def get(self, key: tuple, opener: Callable[[], Awaitable[Conn]]) -> OriginPool:
@@ -182,6 +193,7 @@ class PoolManager:
         return sum(p.count() for p in self.pools.values())
 
     async def close(self) -> None:
+        self.deadlines.close()
         if self._reaper is not None:
             self._reaper.cancel()
             self._reaper = None

@@ -28,7 +28,7 @@ class Proxy:
         if parts.username is not None:
             raw = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
             self.auth = "Basic " + base64.b64encode(raw).decode()
-        self.key = f"{self.host}:{self.port}"
+        self.key = f"{self.auth or ''}@{self.host}:{self.port}"  # pools never mix credentials
 
 
 class _TunnelProtocol(asyncio.Protocol):
@@ -68,7 +68,7 @@ async def tunnel(proxy: Proxy, target: URL, infos_addr: tuple, ssl_ctx, protocol
         transport.write(("".join(lines) + "\r\n").encode("latin-1"))
         status = await tp.done
         if not 200 <= status < 300:
-            raise ClientError(f"proxy {proxy.key} refused CONNECT to {target.host}:{target.port} "
+            raise ClientError(f"proxy {proxy.host}:{proxy.port} refused CONNECT to {target.host}:{target.port} "
                               f"with status {status}")
         tls = await loop.start_tls(transport, tp, ssl_ctx, server_hostname=target.host)
     except BaseException:

@@ -1,6 +1,7 @@
 """URL splitting for requests: origin key, request target and Host header."""
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, NamedTuple
 from urllib.parse import urlencode, urlsplit
 
@@ -36,6 +37,17 @@ def parse(url: str, params: Any = None) -> URL:
     """Split ``url`` (adding ``params`` to its query); raises ValueError on a URL we cannot fetch."""
     if not isinstance(url, str):
         raise TypeError(f"url must be a str, got {type(url).__name__}")
+    if params is None or params == "":
+        return _parse_cached(url)
+    return _parse(url, params)
+
+
+@lru_cache(maxsize=512)
+def _parse_cached(url: str) -> URL:
+    return _parse(url, None)  # URL is immutable: the same URL fetched again costs one lookup
+
+
+def _parse(url: str, params: Any) -> URL:
     parts = urlsplit(url.strip())
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:

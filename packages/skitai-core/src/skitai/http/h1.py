@@ -583,6 +583,7 @@ class H1Protocol(asyncio.Protocol):
                     except BlockingIOError:
                         n = -1
                     except OSError as exc:
+                        t.abort()   # sendfile bypassed the transport, which must learn the peer is gone
                         raise ClientDisconnected(str(exc)) from exc
                     if n == 0:
                         raise EOFError("file shorter than the announced length")

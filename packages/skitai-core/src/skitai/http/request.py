@@ -224,69 +224,57 @@ class Body:
             raise type(err)(*err.args)
         raise err  # type: ignore[misc]
 
-    def _take(self, size: int) -> bytes:
+    def _pull(self, size: int, line: bool) -> tuple[bytes, bool]:
+        """Take up to ``size`` buffered bytes (up to a newline when ``line``), waiting for at least one.
+        Returns ``(data, finished)``; caller holds no lock. Threads only."""
+        with self._cond:
+            while not self._buf and not self._eof and self._error is None:
+                self._cond.wait(1.0)
+            if self._error is not None:
+                self._raise()
+            data, hit = self._cut(size, line)
+            finished = hit or (self._eof and not self._buf)
+        self._taken(True)
+        return data, finished
+
+    def _cut(self, size: int, line: bool) -> tuple[bytes, bool]:
         buf = self._buf
-        if size < 0 or size >= len(buf):
-            data = bytes(buf)
-            buf.clear()
-        else:
-            data = bytes(buf[:size])
-            del buf[:size]
-        return data
+        n = len(buf)
+        hit = False
+        if line:
+            i = buf.find(b"\n")
+            if i >= 0:
+                n, hit = i + 1, True
+        if 0 <= size <= n:
+            n, hit = size, True
+        data = bytes(buf[:n])
+        del buf[:n]
+        return data, hit
 
-    def _ready(self, size: int) -> bool:
-        """Enough is buffered to answer ``read(size)`` (or nothing more can come)."""
-        if self._error is not None or self._eof:
-            return True
-        return size >= 0 and len(self._buf) >= size
-
-    def _line_end(self, size: int) -> int:
-        """Length of the next line to return, or -1 if more bytes are needed."""
-        buf = self._buf
-        i = buf.find(b"\n")
-        if i >= 0:
-            n = i + 1
-            return n if size < 0 else min(n, size)
-        if size >= 0 and len(buf) >= size:
-            return size
-        if self._eof or self._error is not None:
-            return len(buf)
-        return -1
-
-    # ---- reader side: worker threads -------------------------------------------------------------
-    def read(self, size: int = -1) -> bytes:
-        """Up to ``size`` bytes (all when negative); blocks until that many came or the body ended."""
+    def _collect(self, size: int, line: bool) -> bytes:
         if size is None:
             size = -1
         if not self.consumed:
             self._first(True)
         if size == 0:
             return b""
-        with self._cond:
-            while not self._ready(size):
-                self._cond.wait(1.0)
-            if self._error is not None:
-                self._raise()
-            data = self._take(size)
-        self._taken(True)
-        return data
+        parts = []
+        while True:
+            data, finished = self._pull(size, line)
+            parts.append(data)
+            if size > 0:
+                size -= len(data)
+            if finished:
+                break
+        return parts[0] if len(parts) == 1 else b"".join(parts)
+
+    # ---- reader side: worker threads -------------------------------------------------------------
+    def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes (all when negative); blocks until that many came or the body ended."""
+        return self._collect(size, False)
 
     def readline(self, size: int = -1) -> bytes:
-        if size is None:
-            size = -1
-        if not self.consumed:
-            self._first(True)
-        with self._cond:
-            while True:
-                n = self._line_end(size)
-                if n >= 0:
-                    break
-                self._cond.wait(1.0)
-            if self._error is not None:
-                self._raise()
-            data = self._take(n)
-        self._taken(True)
-        return data
+        return self._collect(size, True)
 
     def readlines(self, hint: int = -1) -> list[bytes]:
         lines, total = [], 0
@@ -308,19 +296,28 @@ class Body:
 
     # ---- reader side: the loop -------------------------------------------------------------------
     async def aread(self, size: int = -1) -> bytes:
+        """Like ``read`` but waits on the loop."""
         if not self.consumed:
             self._first(False)
         if size == 0:
             return b""
-        while not self._ready(size):
-            self._waiter = self.loop.create_future()
-            await self._waiter
-        if self._error is not None:
-            self._raise()
-        with self._cond:
-            data = self._take(size)
-        self._taken(False)
-        return data
+        parts = []
+        while True:
+            while not self._buf and not self._eof and self._error is None:
+                self._waiter = self.loop.create_future()
+                await self._waiter
+            if self._error is not None:
+                self._raise()
+            with self._cond:
+                data, hit = self._cut(size, False)
+                finished = hit or (self._eof and not self._buf)
+            self._taken(False)
+            parts.append(data)
+            if size > 0:
+                size -= len(data)
+            if finished:
+                break
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 class Request:

@@ -1,6 +1,8 @@
 """HTTP/2 for the server: ``H2Protocol`` (h2 glue), ``H2Exchange``, flow control and abuse guards."""
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 from skitai.http.request import EMPTY_BODY
@@ -18,8 +20,17 @@ def h2c_upgrade(exchange: Any) -> Any:
     proto = exchange.proto
     if settings is None or req.body is not EMPTY_BODY or req.scheme == "https":
         return proto.dispatch(exchange)
-    return exchange.upgrade(lambda: H2Protocol(proto.config, proto.dispatch, upgraded=(req, settings)),
-                            headers=[("Connection", "Upgrade"), ("Upgrade", "h2c")])
+    settings = settings.strip()
+    settings += "=" * (-len(settings) % 4)      # base64url without padding (RFC 7540 3.2.1)
+    try:
+        broken = len(base64.urlsafe_b64decode(settings)) % 6 != 0     # 6-byte SETTINGS entries
+    except (ValueError, binascii.Error):
+        broken = True
+    if broken:
+        return proto.dispatch(exchange)          # a broken HTTP2-Settings: stay on HTTP/1.1
+    exchange.upgrade(lambda: H2Protocol(proto.config, proto.dispatch, upgraded=(req, settings)),
+                     headers=[("Connection", "Upgrade"), ("Upgrade", "h2c")])
+    return None
 
 
 def hooks(config: Any, dispatch: Any) -> dict:

@@ -82,6 +82,22 @@ class H2Exchange(BaseExchange):
         if data and not self.head_only:
             self.outbox.put(bytes(data))
 
+    def send(self, data: bytes) -> None:
+        """Queue ``data`` now without waiting (``write`` is the waiting form; WSGI workers pace themselves
+        with ``when_writable``)."""
+        if self.state != STREAMING:
+            if self.closed:
+                return
+            raise RuntimeError("send() outside start()...end()")
+        if self.closed:
+            raise ClientDisconnected("the stream was reset")
+        self._queue(data)
+        self.proto.pump(self)
+
+    def abort(self) -> None:
+        """Cut this answer (the app failed mid-stream): RST_STREAM INTERNAL_ERROR, the connection lives on."""
+        self.proto.reset(self, 2)
+
     async def write(self, data: bytes) -> None:
         if self.closed:
             raise ClientDisconnected("the stream was reset")

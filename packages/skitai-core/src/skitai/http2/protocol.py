@@ -21,7 +21,8 @@ from h2.errors import ErrorCodes
 from h2.events import (ConnectionTerminated, DataReceived, RemoteSettingsChanged, RequestReceived,
                        StreamEnded, StreamReset, TrailersReceived, WindowUpdated)
 from h2.exceptions import ProtocolError
-from h2.settings import SettingCodes
+from h2.settings import SettingCodes, Settings
+from hyperframe.frame import GoAwayFrame
 
 from skitai.http.errors import BodyTooLarge
 from skitai.http.request import EMPTY_BODY, Body, Headers, Request, host_without_port
@@ -81,7 +82,8 @@ class H2Protocol(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         limits = self.limits
         self.conn = _Connection(H2Configuration(client_side=False, header_encoding="latin-1"))
-        self.conn.local_settings.update({
+        # initial values (not update()): they go into the first SETTINGS frame and apply at once
+        self.conn.local_settings = Settings(client=False, initial_values={
             SettingCodes.MAX_CONCURRENT_STREAMS: limits.h2_max_concurrent_streams,
             SettingCodes.MAX_HEADER_LIST_SIZE: limits.h2_max_header_list_size,
             SettingCodes.HEADER_TABLE_SIZE: limits.h2_header_table_size,
@@ -111,13 +113,21 @@ class H2Protocol(asyncio.Protocol):
         self._schedule()
         if self.upgraded is None:
             self.conn.initiate_connection()
+            self._open_connection_window()
         else:
             request, settings = self.upgraded
             self.upgraded = None
             self.conn.initiate_upgrade_connection(settings.encode("latin-1"))
+            self._open_connection_window()
             request.version = "2"
             self._start_exchange(1, request)
         self._flush()
+
+    def _open_connection_window(self) -> None:
+        """The connection window starts at 64 KiB whatever SETTINGS say; let several streams' bodies in."""
+        extra = 4 * self.limits.h2_window_size - self.conn.inbound_flow_control_window
+        if extra > 0:
+            self.conn.increment_flow_control_window(extra)
 
     # -- inbound --------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
@@ -372,11 +382,13 @@ class H2Protocol(asyncio.Protocol):
         if self.closing or self.transport is None:
             return
         self.closing = True
-        try:
-            self.conn.close_connection(ErrorCodes.NO_ERROR, last_stream_id=self.conn.highest_inbound_stream_id)
-        except ProtocolError:
-            pass
+        # h2's close_connection() would close its state machine and forbid answering the streams in
+        # flight, so the GOAWAY frame is written beside it (hyperframe is h2's own framing)
         self._flush()
+        frame = GoAwayFrame(0)
+        frame.last_stream_id = self.conn.highest_inbound_stream_id
+        frame.error_code = ErrorCodes.NO_ERROR
+        self.transport.write(frame.serialize())
         if not self.exchanges:
             self._close()
 

@@ -120,6 +120,25 @@ class WSGIWebSocket:
         return reply_of(headers, items)
 
 
+def in_pool(loop: asyncio.AbstractEventLoop, pool: Any, fn: Callable, *args: Any) -> asyncio.Future:
+    """Run ``fn`` on a pool with ``submit(fn, *args)`` (ours or an Executor); the result as a loop future."""
+    future = loop.create_future()
+
+    def settle(ok: bool, value: Any) -> None:
+        if not future.done():
+            future.set_result(value) if ok else future.set_exception(value)
+
+    def job() -> None:
+        try:
+            value, ok = fn(*args), True
+        except BaseException as e:
+            value, ok = e, False
+        loop.call_soon_threadsafe(settle, ok, value)
+
+    pool.submit(job)
+    return future
+
+
 def room_key(env: dict, request: Any, cfg: WSConfig) -> str:
     """Group-chat rooms: the route path + "/" + the value of the second argument (the room id)."""
     value = ""
@@ -139,6 +158,9 @@ async def serve_websocket(exchange: Any, app: Callable, env: dict, executor: Any
                          error_page(e.status, e.detail))
         return
     client_id = next_client_id()
+    # the server does the upgrade: frameworks that route "ws://" rules apart (Werkzeug answers a plain
+    # route 400 "WebsocketMismatch") see an ordinary GET carrying the websocket.* keys
+    env.pop("HTTP_UPGRADE", None)
     env["websocket.event"] = WS_EVT_INIT
     env["websocket.client"] = client_id
     env.pop("websocket.config", None)
@@ -146,7 +168,7 @@ async def serve_websocket(exchange: Any, app: Callable, env: dict, executor: Any
     if executor is None:
         status, headers, items = call_app(app, env)
     else:
-        status, headers, items = await loop.run_in_executor(executor, call_app, app, env)
+        status, headers, items = await in_pool(loop, executor, call_app, app, env)
     value = env.pop("websocket.config", None)
     env.pop("websocket.event", None)
     if value is None:                      # not a websocket route: its plain HTTP answer

@@ -223,6 +223,9 @@ class WSGIHandler:
         self._inbox: LoopInbox | None = None
 
     def __call__(self, exchange):
+        if exchange.request.upgrade == "websocket":     # the WebSocket issue's hook (skitai.websocket.wsgi)
+            from skitai.websocket.wsgi import serve_websocket
+            return serve_websocket(exchange, self.app, self.environ(exchange), self.pool)
         if self.threads > 0:
             loop = exchange.loop
             if loop is not self._loop:

@@ -1,5 +1,7 @@
-"""Parse the ``"host:port"`` server strings the stubs take, with each database's default port."""
+"""Check the arguments DB stubs take: ``"host:port"`` servers (default port per database), auth, SQL."""
 from __future__ import annotations
+
+from typing import Any
 
 PG_PORT = 5432
 REDIS_PORT = 6379
@@ -44,3 +46,11 @@ def parse_auth(auth) -> tuple[str | None, str | None]:
         password = auth[1] if len(auth) == 2 else None
         return (user or None), (password if password not in ("", None) else None)
     raise ValueError(f"auth must be (user, password), got {type(auth).__name__}")
+
+
+def check_params(sql: Any, params: Any) -> None:
+    """Bad SQL arguments are programming errors: raise at call time, not as a failed response."""
+    if not isinstance(sql, str) or not sql.strip():
+        raise ValueError(f"sql must be a non-empty string, got {sql!r}")
+    if params is not None and not isinstance(params, (tuple, list, dict)):
+        raise TypeError(f"params must be a tuple, list or dict, got {type(params).__name__}")

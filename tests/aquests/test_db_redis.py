@@ -1,0 +1,180 @@
+"""Redis with our RESP2 client, against a real redis-server."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+import aquests
+from aquests import codes
+from aquests.dbapi.resp import NOT_READY, ProtocolError, ReplyError, RespReader, encode_command
+from tests.support import services
+from tests.support.net import free_port
+
+pytestmark = pytest.mark.usefixtures("close_pools")
+
+
+# -- the RESP reader, sans-IO
+
+def test_encode_command():
+    assert encode_command(["SET", "k", b"v\r\n", 12, 1.5]) == (
+        b"*5\r\n$3\r\nSET\r\n$1\r\nk\r\n$3\r\nv\r\n\r\n$2\r\n12\r\n$3\r\n1.5\r\n")
+    with pytest.raises(TypeError, match="boolean"):
+        encode_command(["SET", "k", True])
+    with pytest.raises(TypeError, match="dict"):
+        encode_command(["SET", "k", {}])
+    with pytest.raises(ValueError):
+        encode_command([])
+
+
+def test_reader_handles_every_type_and_any_split():
+    wire = (b"+OK\r\n-ERR wrong\r\n:42\r\n$5\r\nhel\r\n\r\n$-1\r\n*-1\r\n*0\r\n"
+            b"*3\r\n:1\r\n*2\r\n$1\r\na\r\n$-1\r\n+x\r\n")
+    expected = ["OK", "ERR wrong", 42, b"hel\r\n", None, None, [], [1, [b"a", None], "x"]]
+    for step in (1, 2, 3, 7, len(wire)):
+        reader, got = RespReader(), []
+        for i in range(0, len(wire), step):
+            reader.feed(wire[i:i + step])
+            while (reply := reader.get()) is not NOT_READY:
+                got.append(reply)
+        assert isinstance(got[1], ReplyError) and got[1].kind == "ERR"
+        got[1] = str(got[1])
+        assert got == expected
+
+
+@pytest.mark.parametrize("wire, match", [
+    (b"?what\r\n", "unknown RESP type"),
+    (b":12x\r\n", "bad integer"),
+    (b"$3\r\nabcd\r\n", "CRLF"),
+    (b"$999999999999\r\n", "limit"),
+    (b"+" + b"x" * 70000, "too long"),
+])
+def test_reader_rejects_garbage(wire, match):
+    reader = RespReader()
+    reader.feed(wire)
+    with pytest.raises(ProtocolError, match=match):
+        reader.get()
+
+
+# -- against redis-server
+
+def make(redis_server, **kw):
+    return aquests.aio.redis(redis_server.server, **kw)
+
+
+async def test_commands_by_attribute(redis_server):
+    r = make(redis_server)
+    assert (await r.set("aq:k", "v")).data == "OK"
+    got = await r.get("aq:k")
+    assert got.ok and got.data == b"v" and got.method == "GET"
+    assert (await r.get("aq:missing")).data is None
+    assert (await r.delete("aq:n")).ok
+    assert [(await r.incr("aq:n")).data for _ in range(3)] == [1, 2, 3]
+    await r.rpush("aq:l", "a", "b", 3)
+    assert (await r.lrange("aq:l", 0, -1)).data == [b"a", b"b", b"3"]
+    assert (await r.execute("EXISTS", "aq:k")).data == 1
+    dec = make(redis_server, decode_responses=True)
+    assert (await dec.lrange("aq:l", 0, -1)).data == ["a", "b", "3"]
+
+
+async def test_error_reply_is_a_db_error(redis_server):
+    r = make(redis_server, pool_size=1)
+    await r.set("aq:str", "x")
+    res = await r.lpush("aq:str", "y")
+    assert res.status_code == codes.DB_ERROR and res.expt_class is ReplyError
+    assert res.expt_str.startswith("WRONGTYPE") and res.data is None
+    bad = await r.nosuchcommand("x")
+    assert bad.status_code == codes.DB_ERROR and "unknown command" in bad.expt_str
+    assert (await r.get("aq:str")).data == b"x"  # same connection, still in step
+    assert r.pool.opened == 1
+
+
+async def test_pipelining(redis_server):
+    r = make(redis_server)
+    res = await r.pipeline([("SET", "aq:p", 1), ("INCR", "aq:p"), ("INCRBY", "aq:p", 5), ("GET", "aq:p")])
+    assert res.ok and res.data == ["OK", 2, 7, b"7"]
+    res = await r.pipeline([("SET", "aq:p", "x"), ("INCR", "aq:p"), ("GET", "aq:p")])
+    assert res.status_code == codes.DB_ERROR
+    assert res.data[0] == "OK" and isinstance(res.data[1], ReplyError) and res.data[2] == b"x"
+    big = await r.pipeline([("INCR", "aq:cnt")] * 500)
+    assert big.ok and len(big.data) == 500 and big.data[-1] - big.data[0] == 499
+    assert (await r.pipeline([("PING",)])).data == ["PONG"]
+    with pytest.raises(ValueError):
+        await r.pipeline([])
+
+
+async def test_large_values_cross_many_reads(redis_server):
+    r = make(redis_server)
+    blob = bytes(range(256)) * 4096  # 1 MiB with CR/LF bytes inside
+    assert (await r.set("aq:blob", blob)).ok
+    assert (await r.get("aq:blob")).data == blob
+
+
+async def test_refused_connection():
+    r = aquests.aio.redis(f"127.0.0.1:{free_port()}", timeout=2)
+    res = await r.get("x")
+    assert res.status_code == codes.CONNECTION_REFUSED
+
+
+async def test_timeout_and_recovery(redis_server):
+    r = make(redis_server, pool_size=1)
+    t0 = time.monotonic()
+    res = await r.blpop("aq:never", 5, timeout=0.3)
+    assert res.status_code == codes.TIMEOUT and time.monotonic() - t0 < 2
+    assert (await r.ping()).data == "PONG"  # a fresh connection, not the one owed a late reply
+    assert r.pool.opened == 2
+
+
+async def test_concurrency_one_command_per_connection(redis_server):
+    r = make(redis_server, pool_size=4)
+    res = await asyncio.gather(*(r.incr("aq:c4") for _ in range(200)))
+    assert sorted(x.data for x in res)[-1] - sorted(x.data for x in res)[0] == 199
+    assert r.pool.opened <= 4
+    clients = await r.client("list")
+    assert clients.ok
+
+
+async def test_auth_and_database_selection():
+    with services.redis(password="pw") as srv:
+        good = aquests.aio.redis(srv.server, 2, "pw")
+        assert (await good.set("k", "in-db-2")).ok
+        assert (await aquests.aio.redis(srv.server, 0, "pw").get("k")).data is None
+        assert (await aquests.aio.redis(srv.server, 2, ("default", "pw")).get("k")).data == b"in-db-2"
+        bad = await aquests.aio.redis(srv.server, 0, "nope").get("k")
+        assert bad.status_code == codes.DB_ERROR and "WRONGPASS" in bad.expt_str
+        none = await aquests.aio.redis(srv.server).get("k")
+        assert none.status_code == codes.DB_ERROR and "NOAUTH" in none.expt_str
+    with pytest.raises(ValueError, match="number"):
+        aquests.aio.redis("127.0.0.1", "db-name")
+
+
+async def test_server_killed_then_pool_recovers(redis_server):
+    r = make(redis_server, pool_size=3)
+    await asyncio.gather(*(r.ping() for _ in range(3)))
+    try:
+        redis_server.kill()
+        res = await r.ping()
+        assert res.status_code in (codes.CONNECTION_CLOSED, codes.CONNECTION_REFUSED), res.reason
+    finally:
+        redis_server.restart()
+    assert (await r.ping()).data == "PONG"
+    assert all(x.ok for x in await asyncio.gather(*(r.ping() for _ in range(5))))
+
+
+def test_fetchall_path(redis_server):
+    got = []
+    aquests.configure(workers=3, callback=got.append)
+    stub = aquests.redis(redis_server.server, meta={"who": "me"})
+    stub.set("aq:f", "1")
+    stub.pipeline([("INCR", "aq:f"), ("INCR", "aq:f")])
+    with pytest.raises(TypeError):
+        stub.set("aq:f", object())
+    aquests.fetchall()
+    assert {x.method for x in got} == {"SET", "PIPELINE"}
+    assert all(x.ok and x.meta["who"] == "me" for x in got)
+
+
+async def test_stub_awaitable_in_loop(redis_server):
+    res = await aquests.redis(redis_server.server).echo("hi")
+    assert res.data == b"hi"

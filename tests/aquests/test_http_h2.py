@@ -1,0 +1,109 @@
+"""HTTP/2 against hypercorn: h2c prior knowledge, TLS with ALPN, many streams, flow control."""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+
+import pytest
+import trustme
+
+import aquests
+from tests.support.net import free_port, wait_port
+
+from .http_support import Hypercorn
+
+
+@pytest.fixture(scope="module")
+def h2c():
+    port = free_port()
+    srv = Hypercorn(port)
+    try:
+        wait_port(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def h2tls(tmp_path_factory):
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    d = tmp_path_factory.mktemp("tls")
+    certfile, keyfile, cafile = d / "cert.pem", d / "key.pem", d / "ca.pem"
+    cert.cert_chain_pems[0].write_to_path(str(certfile))
+    for extra in cert.cert_chain_pems[1:]:
+        extra.write_to_path(str(certfile), append=True)
+    cert.private_key_pem.write_to_path(str(keyfile))
+    ca.cert_pem.write_to_path(str(cafile))
+    port = free_port()
+    srv = Hypercorn(port, str(certfile), str(keyfile))
+    try:
+        wait_port(port)
+        yield f"https://127.0.0.1:{port}", str(cafile)
+    finally:
+        srv.stop()
+
+
+async def test_h2c_prior_knowledge_many_streams_one_connection(h2c):
+    async with aquests.Session(http2=True) as s:
+        rs = await asyncio.gather(*(s.get(f"{h2c}/echo?i={i}") for i in range(50)))
+        assert all(r.status_code == 200 and r.version == "2" for r in rs)
+        assert [r.data["path"] for r in rs] == ["/echo"] * 50
+        assert rs[0].data["http_version"] == "2"
+        assert s.client.pools.count() == 1
+
+
+async def test_h2_stream_limit_opens_more_connections(h2c):
+    async with aquests.Session(http2=True, http2_streams=2) as s:
+        rs = await asyncio.gather(*(s.get(f"{h2c}/echo") for i in range(6)))
+        assert all(r.status_code == 200 for r in rs)
+        assert 2 <= s.client.pools.count() <= 3
+
+
+async def test_h2_large_bodies_both_ways_respect_flow_control(h2c):
+    blob = os.urandom(5 * 1024 * 1024 + 3)  # larger than any default window
+    async with aquests.Session(http2=True) as s:
+        r = await s.request("POST", f"{h2c}/echo", data=blob)
+        assert r.data["len"] == len(blob) and r.data["body_md5"] == hashlib.md5(blob).hexdigest()
+        size = 9 * 1024 * 1024
+        r = await s.get(f"{h2c}/big", params={"size": size})
+        assert len(r.content) == size
+        r = await s.get(f"{h2c}/big", params={"size": size}, stream=True)
+        n = 0
+        async for chunk in r.stream:
+            n += len(chunk)
+        assert n == size
+
+
+async def test_h2_streamed_request_body(h2c):
+    async def gen():
+        for _ in range(10):
+            yield b"0123456789" * 1000
+    async with aquests.Session(http2=True) as s:
+        r = await s.request("PUT", f"{h2c}/echo", data=gen())
+        assert r.data["len"] == 100000 and r.data["method"] == "PUT"
+
+
+async def test_https_negotiates_h2_by_alpn(h2tls):
+    url, cafile = h2tls
+    async with aquests.Session(verify=cafile) as s:
+        r = await s.post(f"{url}/echo", {"x": 1})
+        assert r.status_code == 200 and r.version == "2" and r.data["http_version"] == "2"
+        assert r.data["len"] == 8
+    async with aquests.Session(verify=cafile, force_http1=True) as s:
+        r = await s.get(f"{url}/echo")
+        assert r.version == "1.1" and r.data["http_version"] == "1.1"
+
+
+async def test_h2_connection_lost_fails_streams_then_recovers(h2c):
+    port = int(h2c.rsplit(":", 1)[1])
+    async with aquests.Session(http2=True) as s:
+        assert (await s.get(f"{h2c}/echo")).status_code == 200
+        # kill the pooled connection's transport under it
+        pool = next(iter(s.client.pools.pools.values()))
+        pool.h2conns[0].transport.abort()
+        await asyncio.sleep(0.05)
+        r = await s.get(f"{h2c}/echo")
+        assert r.status_code == 200, r.reason
+        assert port

@@ -1,0 +1,173 @@
+"""WebSocket through the WSGI environ (the spec's Flask section): handshake, events, replies, sends."""
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+import pytest
+import websockets.sync.client as wsc
+from flask import Flask, request
+from websockets.exceptions import InvalidStatus
+
+import skitai
+from tests.skitai_core.h2ws_support import ws_raw
+from tests.support.server import ServerThread
+
+flask_app = Flask(__name__)
+closed: list = []
+
+
+@flask_app.route("/websocket/echo")
+def echo():
+    event = request.environ.get("websocket.event")
+    client_id = request.environ.get("websocket.client")
+    if event == skitai.WS_EVT_INIT:
+        request.environ["websocket.config"] = (skitai.WS_SIMPLE, 60, ("message",))
+        return ""
+    elif event == skitai.WS_EVT_OPEN:
+        return "Welcome %d" % client_id
+    elif event == skitai.WS_EVT_CLOSE:
+        closed.append(client_id)
+        return ""
+    elif event:
+        return ""
+    return "ECHO:" + request.args.get("message")
+
+
+@flask_app.route("/websocket/direct")
+def direct():
+    env = request.environ
+    if env.get("websocket.event") == skitai.WS_EVT_INIT:
+        env["websocket.config"] = (skitai.WS_SIMPLE, 60, "message")
+        return ""
+    elif env.get("websocket.event"):
+        return ""
+    message = request.args.get("message")
+    env["websocket"].send("You said, " + message)
+    env["websocket"].send(("bytes " + message).encode("iso8859-1"))
+    sender = env["websocket"]
+    threading.Thread(target=lambda: (time.sleep(0.05), sender.send("from a thread"))).start()
+    return ""
+
+
+def raw_app(environ, start_response):
+    """A plain WSGI app: random delays must not reorder the replies of one connection."""
+    event = environ.get("websocket.event")
+    if event == skitai.WS_EVT_INIT:
+        environ["websocket.config"] = (skitai.WS_SIMPLE, 60, ("m",))
+    if event is not None:
+        start_response("200 OK", [])
+        return []
+    message = environ["websocket.message"]
+    if isinstance(message, bytes):
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return [message[::-1]]
+    time.sleep(random.random() / 100)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [message.encode()]
+
+
+@pytest.fixture(scope="module")
+def srv():
+    with ServerThread(app=flask_app, threads=4) as s:
+        yield s
+
+
+def test_spec_flask_echo(srv):
+    with wsc.connect(f"ws://127.0.0.1:{srv.port}/websocket/echo") as ws:
+        welcome = ws.recv(timeout=3)
+        assert welcome.startswith("Welcome ")
+        ws.send("Hello")
+        assert ws.recv(timeout=3) == "ECHO:Hello"
+        headers = ws.response.headers
+        assert headers["Upgrade"].lower() == "websocket" and "Sec-WebSocket-Accept" in headers
+        assert "WebSocket-Location" not in headers and "WebSocket-Protocol" not in headers
+        assert "permessage-deflate" in headers.get("Sec-WebSocket-Extensions", "")
+        ws.ping().wait(3)
+    deadline = time.monotonic() + 3
+    while int(welcome.split()[1]) not in closed and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert int(welcome.split()[1]) in closed         # WS_EVT_CLOSE reached the app
+
+
+def test_no_origin_needed_and_no_deflate_when_not_offered(srv):
+    with wsc.connect(f"ws://127.0.0.1:{srv.port}/websocket/echo", compression=None, origin=None) as ws:
+        ws.recv(timeout=3)
+        assert "Sec-WebSocket-Extensions" not in ws.response.headers
+        ws.send("x" * 100_000)
+        assert ws.recv(timeout=3) == "ECHO:" + "x" * 100_000
+
+
+def test_send_directly_and_from_another_thread(srv):
+    with wsc.connect(f"ws://127.0.0.1:{srv.port}/websocket/direct") as ws:
+        ws.send("hi")
+        got = [ws.recv(timeout=3) for _ in range(3)]
+        assert got == ["You said, hi", b"bytes hi", "from a thread"]
+
+
+def test_not_a_websocket_route_keeps_its_http_answer(srv):
+    with pytest.raises(InvalidStatus) as e:
+        wsc.connect(f"ws://127.0.0.1:{srv.port}/nowhere")
+    assert e.value.response.status_code == 404
+
+
+@pytest.mark.parametrize("extra,status", [
+    ("", 101),
+    ("Sec-WebSocket-Version: 8\r\n", 426),
+])
+def test_handshake_checks(srv, extra, status):
+    sock, head, _ = ws_raw(srv.port, "/websocket/echo", extra)
+    sock.close()
+    if status == 101:
+        assert head.startswith("HTTP/1.1 101") and "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" in head
+    else:
+        assert head.startswith(f"HTTP/1.1 {status}")
+
+
+def test_missing_key_is_400(srv):
+    import socket
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=3) as s:
+        s.sendall(b"GET /websocket/echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  b"Sec-WebSocket-Version: 13\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 400")
+
+
+def test_replies_keep_message_order_and_type():
+    with ServerThread(app=raw_app, threads=4) as s, wsc.connect(f"ws://127.0.0.1:{s.port}/") as ws:
+        for i in range(30):
+            ws.send(f"m{i}")
+        assert [ws.recv(timeout=3) for _ in range(30)] == [f"m{i}" for i in range(30)]
+        ws.send(b"\x00\x01\x02")
+        assert ws.recv(timeout=3) == b"\x02\x01\x00"
+
+
+def test_origin_policy():
+    with ServerThread(app=raw_app, ws_origins=("https://ok.example",)) as s:
+        with pytest.raises(InvalidStatus) as e:
+            wsc.connect(f"ws://127.0.0.1:{s.port}/", origin="https://evil.example")
+        assert e.value.response.status_code == 403
+        with pytest.raises(InvalidStatus):
+            wsc.connect(f"ws://127.0.0.1:{s.port}/")                   # no Origin with a policy on
+        with wsc.connect(f"ws://127.0.0.1:{s.port}/", origin="https://ok.example") as ws:
+            ws.send("ok")
+            assert ws.recv(timeout=3) == "ok"
+
+
+def test_bad_config_is_500():
+    def bad(environ, start_response):
+        environ["websocket.config"] = (99, 60, "m")
+        start_response("200 OK", [])
+        return []
+
+    with ServerThread(app=bad) as s:
+        with pytest.raises(InvalidStatus) as e:
+            wsc.connect(f"ws://127.0.0.1:{s.port}/")
+        assert e.value.response.status_code == 500
+
+
+def test_threads_zero_runs_on_the_loop():
+    with ServerThread(app=raw_app, threads=0) as s, wsc.connect(f"ws://127.0.0.1:{s.port}/") as ws:
+        for i in range(5):
+            ws.send(f"q{i}")
+        assert [ws.recv(timeout=3) for _ in range(5)] == [f"q{i}" for i in range(5)]

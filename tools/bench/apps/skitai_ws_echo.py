@@ -1,0 +1,30 @@
+"""WebSocket echo on our skitai: a plain WSGI app using the websocket environ protocol (spec, "For Flask
+Users"): INIT sets ``websocket.config``, the message arrives as the ``message`` query argument, and the
+returned str goes back as a text frame. WS_SIMPLE keeps one connection's messages in order.
+
+Environment: BENCH_PORT, BENCH_THREADS (default 4).
+"""
+import logging
+import os
+from urllib.parse import parse_qs
+
+import skitai
+
+
+def app(environ, start_response):
+    event = environ.get("websocket.event")
+    if event == skitai.WS_EVT_INIT:
+        environ["websocket.config"] = (skitai.WS_SIMPLE, 60, ("message",))
+    if event:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b""]
+    message = parse_qs(environ.get("QUERY_STRING", "")).get("message", [""])[0]
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [message.encode()]
+
+
+skitai.mount("/", app)
+# No request log, as for every other server here (stdlib logger switched off; skitai checks it).
+logging.getLogger("skitai.request").disabled = True
+skitai.run(address="127.0.0.1", port=int(os.environ["BENCH_PORT"]),
+           threads=int(os.environ.get("BENCH_THREADS", "4")))
