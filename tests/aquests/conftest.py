@@ -14,3 +14,6 @@ async def close_pools():
     """Close the test loop's DB pools when the test ends (for async tests)."""
     yield
     await close_all()
+
+# HTTP test servers (owner: aquests-http; defined in tests/aquests/http_support.py)
+from .http_support import app, tls_app  # noqa: E402, F401

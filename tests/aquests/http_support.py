@@ -12,6 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 from urllib.request import parse_http_list, parse_keqv_list
 
+import pytest
+
 REALM = "aq-test"
 NONCE = "dcd98b7102dd2f0e8b11d0f600bfb0c093"
 USER, PASSWORD = "hans", "secret pw"
@@ -156,6 +158,23 @@ class AppServer(ThreadingHTTPServer):
 
 def start_app_server() -> ThreadedServer:
     return ThreadedServer(AppServer(("127.0.0.1", 0), AppHandler))
+
+
+@pytest.fixture(scope="module")
+def app():
+    """The app server over plain HTTP/1.1."""
+    srv = start_app_server()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def tls_app():
+    """(https URL, CA bundle path) of the app server behind TLS."""
+    with tls_app_server() as served:
+        yield served
 
 
 @contextlib.contextmanager

@@ -12,16 +12,6 @@ from aquests import codes
 from aquests.response import Response
 from tests.support.net import free_port
 
-from .http_support import start_app_server
-
-
-@pytest.fixture(scope="module")
-def app():
-    srv = start_app_server()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 def test_spec_usage(app):

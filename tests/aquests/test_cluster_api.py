@@ -27,8 +27,9 @@ def xmlrpc_server(label):
         yield srv
 
 
-@pytest.fixture
-def registry():
+@pytest.fixture(name="registry")
+def registry_fixture():
+    """Register clusters for one test; they are removed at its end."""
     names = []
 
     def make(name, *args, **kw):

@@ -232,3 +232,11 @@ def test_fetchall_with_callbacks_and_meta(pg_server):
     assert all(r.data[0].city == "Seoul" and r.meta["req_method"] == "execute" for r in plain)
     (resp, extra), = [g for g in got if isinstance(g, tuple)]
     assert extra == "extra" and resp.meta["tag"] == "x" and resp.data[0].n == 1
+
+
+async def test_transaction_that_cannot_begin_raises_dberror():
+    db = aquests.aio.postgresql(f"127.0.0.1:{free_port()}", "postgres", AUTH, timeout=2)
+    with pytest.raises(DBError) as ei:
+        async with db.transaction():
+            pass
+    assert ei.value.response.status_code == codes.CONNECTION_REFUSED

@@ -178,3 +178,14 @@ def test_fetchall_path(redis_server):
 async def test_stub_awaitable_in_loop(redis_server):
     res = await aquests.redis(redis_server.server).echo("hi")
     assert res.data == b"hi"
+
+
+async def test_commands_that_would_spoil_a_pooled_connection_are_refused(redis_server):
+    r = make(redis_server)
+    for name in ("select", "subscribe", "monitor", "auth"):
+        with pytest.raises(ValueError, match=name.upper()):
+            await getattr(r, name)("x")
+    with pytest.raises(ValueError, match="SELECT"):
+        aquests.redis(redis_server.server).execute("SELECT", 1)
+    multi = await r.pipeline([("MULTI",), ("SET", "aq:m", 1), ("INCR", "aq:m"), ("EXEC",)])
+    assert multi.data == ["OK", "QUEUED", "QUEUED", ["OK", 2]]

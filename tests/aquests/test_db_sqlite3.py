@@ -120,3 +120,15 @@ def test_fetchall_path(dbpath):
     aquests.fetchall()
     assert [r.ok for r in got] == [True, True, True]
     assert got[-1].data[0].s == 3
+
+
+async def test_queue_limit_per_database(dbpath, monkeypatch):
+    monkeypatch.setattr(sq, "MAX_QUEUED", 2)
+    db = aquests.aio.sqlite3(dbpath)
+    slow = [asyncio.ensure_future(db.execute(SLOW.format(n=200_000))) for _ in range(3)]
+    await asyncio.sleep(0)
+    over = await db.execute("SELECT 1")
+    assert over.status_code == codes.REQUEST_FAILED and "waiting" in over.reason
+    done = await asyncio.gather(*slow)
+    assert sum(r.ok for r in done) >= 2  # the ones that found room ran
+    assert {r.status_code for r in done} <= {200, codes.REQUEST_FAILED}

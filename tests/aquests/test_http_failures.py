@@ -12,7 +12,7 @@ import pytest
 import aquests
 from aquests import codes
 
-from .http_support import start_app_server, tls_app_server
+from .http_support import start_app_server
 
 GOOD = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
@@ -148,12 +148,6 @@ async def test_refused_and_dns_failures():
     assert r.data is None
     with pytest.raises(aquests.HTTPError, match="733"):
         r.raise_for_status()
-
-
-@pytest.fixture(scope="module")
-def tls_app():
-    with tls_app_server() as served:
-        yield served
 
 
 async def test_tls_self_signed_is_rejected_by_default(tls_app):

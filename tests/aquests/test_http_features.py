@@ -1,21 +1,11 @@
 """Redirects, Basic/Digest/Bearer auth and cookies against the stdlib test server."""
 from __future__ import annotations
 
-import pytest
 
 import aquests
 from aquests import aio, codes
 
-from .http_support import PASSWORD, USER, start_app_server
-
-
-@pytest.fixture(scope="module")
-def app():
-    srv = start_app_server()
-    try:
-        yield srv
-    finally:
-        srv.stop()
+from .http_support import PASSWORD, USER
 
 
 async def test_redirect_chain_is_followed_with_history(app):

@@ -8,16 +8,6 @@ import pytest
 import aquests
 from aquests import aio
 
-from .http_support import start_app_server
-
-
-@pytest.fixture(scope="module")
-def app():
-    srv = start_app_server()
-    try:
-        yield srv
-    finally:
-        srv.stop()
 
 
 async def test_get_response_fields(app):
@@ -173,3 +163,47 @@ async def test_bad_arguments_raise_now():
     with pytest.raises(TypeError, match="auth"):
         await aio.get("http://127.0.0.1/", auth=42)
 
+
+
+async def test_idle_connections_expire(app):
+    import asyncio
+    async with aquests.Session(idle_timeout=0.2) as s:
+        first = (await s.get(f"{app.url}/echo")).data["client_port"]
+        assert s.client.pools.count() == 1
+        await asyncio.sleep(0.45)
+        assert s.client.pools.count() == 0  # the reaper closed it
+        assert (await s.get(f"{app.url}/echo")).data["client_port"] != first
+
+
+async def test_connections_per_origin_are_bounded(app):
+    import asyncio
+    async with aquests.Session(max_per_origin=2) as s:
+        rs = await asyncio.gather(*(s.get(f"{app.url}/echo?slow=1") for _ in range(8)))
+        assert all(r.status_code == 200 for r in rs)
+        assert len({r.data["client_port"] for r in rs}) <= 2
+    with pytest.raises(ValueError, match="max_per_origin"):
+        aquests.Session(max_per_origin=0)
+
+
+async def test_stream_read_timeout(app):
+    async with aquests.Session(timeout=0.3) as s:
+        r = await s.get(f"{app.url}/big", params={"size": 1024}, stream=True)
+        assert await r.stream.read() == b"x" * 1024
+    import asyncio
+
+    async def stall(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc")
+        await writer.drain()
+        await asyncio.sleep(2)
+        writer.close()
+    srv = await asyncio.start_server(stall, "127.0.0.1", 0)
+    try:
+        url = f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}/"
+        async with aquests.Session(timeout=0.3) as s:
+            r = await s.get(url, stream=True)
+            assert await r.stream.read_chunk() == b"abc"
+            with pytest.raises(TimeoutError):
+                await r.stream.read_chunk()
+    finally:
+        srv.close()

@@ -13,7 +13,6 @@ import pytest
 import aquests
 from aquests import codes
 
-from .http_support import start_app_server, tls_app_server
 
 
 async def _pipe(reader, writer):
@@ -74,21 +73,6 @@ async def proxy_server(require_auth: str | None = None, refuse_connect: bool = F
         yield f"127.0.0.1:{srv.sockets[0].getsockname()[1]}", seen
     finally:
         srv.close()
-
-
-@pytest.fixture(scope="module")
-def app():
-    srv = start_app_server()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture(scope="module")
-def tls_app():
-    with tls_app_server() as served:
-        yield served
 
 
 async def test_http_through_proxy_uses_absolute_uri(app):

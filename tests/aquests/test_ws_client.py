@@ -3,18 +3,22 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import socket
 import ssl
 import threading
+import time
 
 import pytest
 import trustme
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import serve
 
-from aquests import codes
+from aquests import codes, websocket
 from aquests.websocket import OPCODE_BINARY, OPCODE_TEXT, WSResponse, request
 from tests.support.net import wait_port
+
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
 @contextlib.contextmanager
@@ -36,8 +40,12 @@ def echo(ws):
 
 
 @contextlib.contextmanager
-def raw_server(reply: bytes):
-    """A TCP server that reads a request head and answers ``reply`` (may be empty: just close)."""
+def raw_server(reply: bytes, hold: bool = False):
+    """A TCP server that reads a request head and answers ``reply`` (may be empty: just close).
+
+    ``{accept}`` in the reply becomes the right Sec-WebSocket-Accept; ``hold`` keeps the
+    connection open (reading nothing more) until the server stops.
+    """
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen()
@@ -59,9 +67,14 @@ def raw_server(reply: bytes):
                         if not chunk:
                             break
                         data += chunk
+                    if not data:
+                        continue  # a port probe
                     key = next((ln.split(b":", 1)[1].strip() for ln in data.split(b"\r\n")
                                 if ln.lower().startswith(b"sec-websocket-key")), b"")
-                    conn.sendall(reply.replace(b"{key}", key))
+                    accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
+                    conn.sendall(reply.replace(b"{accept}", accept))
+                    if hold:
+                        stop.wait(5)
                 except OSError:
                     pass
 
@@ -246,3 +259,16 @@ async def test_bad_arguments_raise():
         await request("ws://127.0.0.1/", "x", timeout=0)
     with pytest.raises(ValueError):
         await request("ws:///nohost", "x")
+
+
+async def test_server_ignoring_our_close_costs_at_most_close_timeout(monkeypatch):
+    monkeypatch.setattr(websocket, "CLOSE_TIMEOUT", 0.3)
+    reply = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             b"Sec-WebSocket-Accept: {accept}\r\n\r\n" + b"\x81\x02hi")  # one unmasked text frame
+    with raw_server(reply, hold=True) as port:
+        wait_port(port)
+        started = time.monotonic()
+        resp = await request(f"ws://127.0.0.1:{port}/", "x", timeout=5)
+        took = time.monotonic() - started
+    assert resp.content == (1, "hi")
+    assert 0.25 < took < 1.5

@@ -67,3 +67,10 @@ def test_started_from_another_directory_uses_the_script_directory(tmp_path):
     """'Accessing File Resources On Startup': relative mounts work wherever the app is started from."""
     with app_process("examples/versions/service.py", cwd=tmp_path) as app:
         assert get(app, "/v1/style.css").status_code == 200
+
+
+def test_bottle_under_a_prefix_makes_prefixed_urls():
+    with app_process("examples/bottleapp/app.py") as app:
+        assert get(app, "/bottle/hello/you").text == "Hello you"
+        assert get(app, "/bottle/").text == '<a href="/bottle/hello/world">hello</a>'
+        assert get(app, "/hello/you").status_code == 404

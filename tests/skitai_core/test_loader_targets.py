@@ -228,3 +228,25 @@ def test_module_without_export_is_a_clear_error():
     import json
     with pytest.raises(loader.MountError, match="exports no skitai app"):
         skitai.mount("/", json)
+
+
+def test_reload_source_of_an_imported_app_is_its_own_module(tmp_path, monkeypatch):
+    """service.py does `from myapp import app`: the reloader must watch myapp.py, not service.py."""
+    write(tmp_path / "defining_mod.py", HELLO % "defined")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import defining_mod
+    try:
+        t = resolve("/", defining_mod.app)
+        assert t.module == "defining_mod" and t.path == str(tmp_path / "defining_mod.py")
+    finally:
+        sys.modules.pop("defining_mod", None)
+
+
+def test_flask_app_is_found_by_its_import_name(tmp_path, monkeypatch):
+    write(tmp_path / "flask_mod.py", "from flask import Flask\napp = Flask(__name__)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import flask_mod
+    try:
+        assert resolve("/", flask_mod.app).module == "flask_mod"
+    finally:
+        sys.modules.pop("flask_mod", None)

@@ -274,3 +274,16 @@ def test_settings_from_config(site):
     ex = call(h, "/docs/")
     assert ex.body == b"docs" and ex.header("cache-control") == "max-age=42"
     assert h.cache.get("/docs/").body is None
+
+
+def test_retargeted_symlink_is_followed(site, tmp_path):
+    (site / "link.txt").symlink_to(site / "css" / "a.css")
+    h = StaticHandler(str(site), "/", None, None, revalidate=0)
+    assert call(h, "/link.txt").body == b"body{}"
+    os.remove(site / "link.txt")
+    (site / "link.txt").symlink_to(site / "js" / "app.js")
+    assert call(h, "/link.txt").body == b"1;"
+    os.remove(site / "link.txt")
+    (site / "link.txt").symlink_to(tmp_path / "secret.txt")          # now leading outside: gone
+    assert call(h, "/link.txt").status == 404
+    assert h.cache.get("/link.txt") is None

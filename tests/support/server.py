@@ -180,3 +180,87 @@ def make_server_fixture():
                 srv.stop()
 
     return server_factory
+
+
+# ---- raw sockets ---------------------------------------------------------------------------------
+def raw_request(port: int, data: bytes | list[bytes], *, timeout: float = 5.0, pause: float = 0.0,
+                host: str = "127.0.0.1") -> bytes:
+    """Send ``data`` (a list: pieces sent ``pause`` seconds apart) and read until the server closes."""
+    import time
+
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        pieces = data if isinstance(data, list) else [data]
+        try:
+            for i, piece in enumerate(pieces):
+                if i and pause:
+                    time.sleep(pause)
+                s.sendall(piece)
+        except OSError:
+            pass
+        chunks = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                chunk = s.recv(65536)
+            except TimeoutError:
+                break
+            except OSError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+class RawResponse:
+    """One parsed HTTP/1.x response: ``status``, ``headers`` (lower-case names → last value), ``body``."""
+
+    def __init__(self) -> None:
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.header_list: list[tuple[str, str]] = []
+        self.body = b""
+        self.complete = False
+
+    def __repr__(self) -> str:
+        return f"<RawResponse {self.status} {self.headers} {self.body[:60]!r}>"
+
+
+def parse_responses(data: bytes) -> list[RawResponse]:
+    """Every response in ``data`` (pipelined answers, an interim ``100``), parsed by httptools.
+    (Answers to HEAD have no body: check those bytes directly.)"""
+    import httptools
+
+    out: list[RawResponse] = []
+    holder: list = []
+
+    class Sink:
+        def on_message_begin(self):
+            out.append(RawResponse())
+
+        def on_header(self, name, value):
+            k, v = name.decode("latin-1").lower(), value.decode("latin-1")
+            out[-1].headers[k] = v
+            out[-1].header_list.append((k, v))
+
+        def on_headers_complete(self):
+            out[-1].status = holder[0].get_status_code()
+
+        def on_body(self, body):
+            out[-1].body += body
+
+        def on_message_complete(self):
+            out[-1].complete = True
+
+    sink = Sink()
+    rest = data
+    while rest:
+        holder[:] = [httptools.HttpResponseParser(sink)]
+        try:
+            holder[0].feed_data(rest)
+            rest = b""
+        except httptools.HttpParserUpgrade as exc:
+            rest = rest[exc.args[0]:]
+        except httptools.HttpParserError:
+            break
+    return out

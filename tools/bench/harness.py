@@ -83,6 +83,7 @@ class Server:
     cwd: str | None = None
     ready_url: str | None = None  # GET this until 2xx; else wait for the port
     ready_timeout: float = 30.0
+    cpu: str = SERVER_CPU
     proc: subprocess.Popen | None = None
 
     @property
@@ -100,7 +101,7 @@ class Server:
         env.pop("VIRTUAL_ENV", None)
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                pinned(SERVER_CPU, self.argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                pinned(self.cpu, self.argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=env, cwd=self.cwd or str(APPS), start_new_session=True)
         try:
             self._wait_ready()
@@ -150,7 +151,7 @@ class Server:
 
 
 @contextmanager
-def nginx() -> Iterator[dict]:
+def nginx(cpu: str = SERVER_CPU) -> Iterator[dict]:
     """nginx on three ports: HTTP/1.1 ``port``, h2c ``h2c_port``, TLS (h2 + http/1.1) ``tls_port``."""
     if not shutil.which("nginx"):
         raise Unavailable("nginx is not installed (apt-get install -y nginx)")
@@ -162,7 +163,7 @@ def nginx() -> Iterator[dict]:
         conf = conf.replace(f"@{key}@", str(value))
     Path(prefix, "nginx.conf").write_text(conf)
     srv = Server("nginx", [shutil.which("nginx"), "-p", prefix, "-c", f"{prefix}/nginx.conf"],
-                 ports["port"], ready_url=f"http://{HOST}:{ports['port']}{HELLO_PATH}")
+                 ports["port"], ready_url=f"http://{HOST}:{ports['port']}{HELLO_PATH}", cpu=cpu)
     try:
         with srv.running():
             yield ports

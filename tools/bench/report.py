@@ -168,7 +168,7 @@ def render(runs: dict) -> str:
     lines += ["## How to reproduce", "",
               "```",
               "tools/bench/run.sh                 # setup.sh, then every group, then this report",
-              "tools/bench/run.sh http1 static    # only some groups: http1 static client db h2 ws",
+              "tools/bench/run.sh http1 static    # only some groups: http1 static client db h2 ws was",
               "BENCH_DURATION=3 tools/bench/run.sh  # shorter wrk/h2load runs (default 8 s)",
               "```", "",
               "`setup.sh` installs wrk, nginx, nghttp2-client (h2load), PostgreSQL and Redis from Debian, and "

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # One command for every benchmark: tools/bench/run.sh [GROUP ...]
-# Groups: http1 static client db h2 ws (default: all of them). Then writes docs/benchmarks.md.
+# Groups: http1 static client db h2 ws was (default: all of them). Then writes docs/benchmarks.md.
 # BENCH_DURATION (seconds per wrk/h2load run, default 8) shortens or lengthens the runs.
 set -uo pipefail
 BENCH=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$BENCH/../.." && pwd)
-ALL=(http1 static client db h2 ws)
+ALL=(http1 static client db h2 ws was)
 
 groups=("$@")
 ((${#groups[@]})) || groups=("${ALL[@]}")

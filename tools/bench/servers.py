@@ -50,15 +50,20 @@ def _skitai_env(port: int, threads: int, tls: bool) -> dict[str, str]:
     return env
 
 
-def skitai_reason() -> str | None:
-    """Why our skitai cannot be measured yet, or None."""
+def probe_main(code: str) -> str | None:
+    """Run ``code`` in the project's .venv; the last error line, or None when it works."""
     if not MAIN_PY.exists():
         return "the project's .venv is missing (tools/bootstrap.sh)"
-    probe = subprocess.run([MAIN_PY, "-c", "import skitai; skitai.mount; skitai.run"],
-                           capture_output=True, text=True, timeout=60)
+    probe = subprocess.run([MAIN_PY, "-c", code], capture_output=True, text=True, timeout=60)
     if probe.returncode:
-        return "skitai.mount/run not importable yet: " + (probe.stderr.strip().splitlines() or ["?"])[-1]
+        return (probe.stderr.strip().splitlines() or ["?"])[-1]
     return None
+
+
+def skitai_reason() -> str | None:
+    """Why our skitai cannot be measured yet, or None."""
+    error = probe_main("import skitai; skitai.mount; skitai.run")
+    return f"skitai.mount/run not importable yet: {error}" if error else None
 
 
 def skitai(port: int, threads: int = 4, tls: bool = False) -> Server:

@@ -29,12 +29,12 @@ fi
 
 # -- peers: one venv for every third-party server and client we compare with
 PEER_PKGS=(waitress gunicorn 'uvicorn[standard]' uvloop httptools hypercorn aiohttp 'httpx[http2]'
-           asyncpg redis websockets psycopg2-binary)
-if [[ ! -f "$PEERS/peers/.ok" ]]; then
-  "$PY" -m venv "$PEERS/peers"
+           asyncpg redis websockets psycopg2-binary requests)
+if [[ "$(cat "$PEERS/peers/.ok" 2>/dev/null)" != "${PEER_PKGS[*]}" ]]; then
+  [[ -x "$PEERS/peers/bin/python" ]] || "$PY" -m venv "$PEERS/peers"
   "$PEERS/peers/bin/pip" install -q --upgrade pip
   if "$PEERS/peers/bin/pip" install -q "${PEER_PKGS[@]}"; then
-    touch "$PEERS/peers/.ok"
+    echo "${PEER_PKGS[*]}" >"$PEERS/peers/.ok"
   else
     echo "setup: peer venv install failed" >&2
   fi

@@ -40,3 +40,8 @@ from .members import (  # noqa: E402, F401
     DB_MONGODB, DB_PGSQL, DB_POSTGRESQL, DB_REDIS, DB_SQLITE3, PROTO_HTTP, PROTO_HTTPS, PROTO_WS, PROTO_WSS,
 )
 from .websocket import ws, wss  # noqa: E402, F401
+# "@name" servers for the DB stubs go through the cluster (the stubs above take plain servers)
+from .cluster_db import wrap_stubs as _wrap_db_stubs  # noqa: E402
+
+postgresql, redis, mongodb, sqlite3 = _wrap_db_stubs(postgresql, redis, mongodb, sqlite3)
+pg = postgresql  # noqa: F811

@@ -26,23 +26,6 @@ class _Verbs:
     async def request(self, method: str, url: str, **kw: Any) -> Response:
         return await self.client.request(method, url, **kw)
 
-    def _verb(self, name: str):
-        method, variant = verbs.split_name(name)
-
-        if method in ("POST", "PUT", "PATCH"):
-            async def call(url: str, data: Any = None, **kw: Any) -> Response:
-                return await self.client.request(method, url, **verbs.body_kwargs(variant, data), **kw)
-        else:
-            async def call(url: str, params: Any = None, **kw: Any) -> Response:
-                return await self.client.request(method, url, params=params, **kw)
-        call.__name__ = name
-        return call
-
-    def __getattr__(self, name: str):
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return self._verb(name)
-
     async def upload(self, url: str, fields: Mapping[str, Any], **kw: Any) -> Response:
         """multipart/form-data POST; file values are open files or paths (streamed)."""
         return await self.client.request("POST", url, files=fields, **kw)
@@ -59,6 +42,24 @@ class _Verbs:
         client = self.client
         return grpcmod.GrpcStub(client, u, service,
                                 lambda stub, desc, req, kw: grpcmod.invoke(client, u, desc, req, **kw))
+
+
+def _make_verb(name: str):
+    method, variant = verbs.split_name(name)
+    if method in ("POST", "PUT", "PATCH"):
+        async def call(self, url: str, data: Any = None, **kw: Any) -> Response:
+            return await self.client.request(method, url, **verbs.body_kwargs(variant, data), **kw)
+        call.__doc__ = f"{method} with a {verbs.VARIANTS[variant]} body."
+    else:
+        async def call(self, url: str, params: Any = None, **kw: Any) -> Response:
+            return await self.client.request(method, url, params=params, **kw)
+        call.__doc__ = f"{method}; ``params`` go to the query string."
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
+for _name in verbs.ALL_NAMES:
+    setattr(_Verbs, _name, _make_verb(_name))
 
 
 class Session(_Verbs):
@@ -100,10 +101,13 @@ rpc = _default.rpc
 grpc = _default.grpc
 
 
-def __getattr__(name: str):
-    if name in verbs.ALL_NAMES:
-        return _default._verb(name)
-    raise AttributeError(f"module 'aquests.aio' has no attribute {name!r}")
+get, delete, head, options, trace = (_default.get, _default.delete, _default.head, _default.options,
+                                     _default.trace)
+post, put, patch = _default.post, _default.put, _default.patch
+postjson, putjson, patchjson = _default.postjson, _default.putjson, _default.patchjson
+postform, putform, patchform = _default.postform, _default.putform, _default.patchform
+postxml, putxml, patchxml = _default.postxml, _default.putxml, _default.patchxml
+postnvp, putnvp, patchnvp = _default.postnvp, _default.putnvp, _default.patchnvp
 
 
 # --- db --- (aquests-db) awaitable DB connectors: ``await aquests.aio.postgresql(server, db, auth).execute(sql)``

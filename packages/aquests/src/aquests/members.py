@@ -86,8 +86,11 @@ class Member:
         return self.address
 
     @property
-    def auth(self) -> tuple[str, str] | None:
-        return (self.user or "", self.password or "") if self.user is not None else None
+    def auth(self) -> tuple[str | None, str | None] | None:
+        """``(user, password)`` of a database member (either may be None), or None for neither."""
+        if self.user is None and self.password is None:
+            return None
+        return (self.user, self.password)
 
     @property
     def server(self) -> str:

@@ -105,7 +105,7 @@ def pidfile_of(config: Config) -> str:
 
 def main(config: Config, argv: list[str]) -> int:
     """Do what the command line says; returns the process exit code (0: fine)."""
-    from . import daemon, paths, runner, workers
+    from . import daemon, paths
     try:
         opts = parse(argv)
     except UsageError as e:
@@ -123,6 +123,7 @@ def main(config: Config, argv: list[str]) -> int:
         code = daemon.stop(pidfile, config.stop_timeout + 5)
         if opts.command == "stop":
             return code
+    from . import runner, workers
     if opts.command in ("start", "restart"):
         output = os.path.join(config.logpath or config.varpath, "console.log")
         return daemon.daemonize(pidfile, output, lambda report: runner.serve(config, report))

@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -130,6 +131,7 @@ def daemonize(pidfile: str, output: str, serve: Callable[[Callable[[str], None]]
     finally:
         report("exited before serving")
         remove(pidfile, os.getpid())
+        logging.shutdown()
     os._exit(code)
 
 

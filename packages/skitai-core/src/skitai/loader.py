@@ -273,12 +273,14 @@ def synthetic_name(stem: str, path: str) -> str:
 def module_holding(app: Any, appname: str, source: str | None) -> types.ModuleType | None:
     """The module where ``app`` is the global ``appname``, for the reloader (None: not reloadable).
 
-    Looks at the file ``mount()`` was called from, then at the module a function app was defined in.
+    The module that defined it comes first (a function's ``__module__``, a Flask app's ``import_name``),
+    then the file ``mount()`` was called from.
     """
-    candidates = []
+    names = [getattr(app, "__module__", None) if isinstance(app, types.FunctionType) else None,
+             getattr(app, "import_name", None)]
+    candidates = [sys.modules.get(n) for n in names if isinstance(n, str)]
     if source:
         candidates += [m for m in list(sys.modules.values()) if _same(getattr(m, "__file__", None), source)]
-    candidates.append(sys.modules.get(getattr(app, "__module__", None) or ""))
     for module in candidates:
         if module is not None and getattr(module, "__file__", None) and getattr(module, appname, None) is app:
             return module

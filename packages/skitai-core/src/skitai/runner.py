@@ -10,134 +10,18 @@ import logging
 import os
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 from . import hooks, loader, logs, paths, plugins
 from .config import Config
-from .loader import Target
-from .reloader import Reloading, can_reload
-from .router import Router
+from .site import Chain, Site, build, check_plugins
+
+__all__ = ["Running", "build", "check_plugins", "serve", "serve_site"]
 
 log = logging.getLogger("skitai.server")
 
 Report = Callable[[str], None]
-NEEDS_PLUGIN = {"gateway": ("gateway", "enable_gateway()"), "smtpda": ("smtpda", "enable_smtpda()"),
-                "cron": ("smtpda", "cron()")}
-
-
-# ---------------------------------------------------------------- the dispatch
-
-@dataclass
-class Site:
-    """What one worker serves: the dispatch callable and the targets behind it."""
-
-    dispatch: Any
-    targets: list[Target] = field(default_factory=list)
-    handlers: list[Any] = field(default_factory=list)
-
-    def apps(self) -> list[Target]:
-        return [t for t in self.targets if t.kind == "app"]
-
-    def current_app(self, target: Target) -> Any:
-        """The app serving ``target`` now (the reloader may have swapped it)."""
-        for handler in self.handlers:
-            if isinstance(handler, Reloading) and handler.target.point == target.point \
-                    and handler.target.host == target.host:
-                return handler.target.app
-        return target.app
-
-
-class Chain:
-    """Plugin handlers first (``match(exchange)`` says whether one takes the request), then the router."""
-
-    def __init__(self, front: list[Any], router: Router) -> None:
-        self.front = front
-        self.router = router
-
-    def __call__(self, exchange: Any) -> Any:
-        for handler in self.front:
-            if handler.match(exchange):
-                return handler(exchange)
-        return self.router(exchange)
-
-
-def build(config: Config, found: list[plugins.Plugin] | None = None) -> Site:
-    """Load every mount of ``config`` and return the dispatch callable for the server."""
-    found = list(found or [])
-    workdir = config.workdir or paths.getswd()
-    router = Router()
-    site = Site(dispatch=router)
-    for mount in config.mounts:
-        target = loader.resolve(mount, workdir)
-        handler = make_handler(target, config, found)
-        router.add(target.host, target.point, handler, static=target.kind == "static")
-        site.targets.append(target)
-        site.handlers.append(handler)
-    front = [h for p in found for h in p.handlers(config)]
-    if front:
-        site.dispatch = Chain(front, router)
-    return site
-
-
-def make_handler(target: Target, config: Config, found: list[plugins.Plugin]) -> Any:
-    if target.kind == "static":
-        from .handlers.static import StaticHandler
-        return StaticHandler(target.path, target.point, config.max_ages, config)
-    if target.kind == "proxy":
-        if target.cluster not in config.clusters:
-            raise loader.MountError(f"{target.point} mounts '@{target.cluster}', but no alias() or "
-                                    f"run(clusters=...) defines that cluster")
-        return proxy_handler(target, config)
-
-    def make(t: Target) -> Any:
-        return app_handler(t, config, found)
-
-    return Reloading(target, make) if can_reload(target) else make(target)
-
-
-def app_handler(target: Target, config: Config, found: list[plugins.Plugin]) -> Any:
-    """A plugin's adapter for the app when one knows it (Saddle), else the app itself, under WSGI."""
-    from .wsgi.handler import WSGIHandler
-    app = target.app
-    for plugin in found:
-        adapted = plugin.adapt(app, target, config)
-        if adapted is not None:
-            app = adapted
-            break
-    return WSGIHandler(app, target.point, config)
-
-
-def proxy_handler(target: Target, config: Config) -> Any:
-    """The reverse proxy to ``@cluster`` (a later issue); until it exists, a clear 502."""
-    try:
-        from .handlers.proxy import ReverseProxy   # type: ignore[import-not-found]
-    except ModuleNotFoundError as e:
-        if e.name != f"{__package__}.handlers.proxy":
-            raise
-        return _NoProxy(target.cluster)
-    return ReverseProxy(target.cluster, target.point, config)
-
-
-class _NoProxy:
-    def __init__(self, cluster: str) -> None:
-        self.cluster = cluster
-
-    def __call__(self, exchange: Any) -> None:
-        exchange.error(502, f"The reverse proxy to @{self.cluster} is not available in this build.")
-
-
-# ---------------------------------------------------------------- plugins
-
-def check_plugins(config: Config, found: list[plugins.Plugin]) -> None:
-    names = {p.name for p in found}
-    wanted = {"gateway": bool(config.gateway), "smtpda": config.smtpda is not None, "cron": bool(config.cron)}
-    for feature, on in wanted.items():
-        plugin, call = NEEDS_PLUGIN[feature]
-        if on and plugin not in names:
-            raise RuntimeError(f"{call} needs the skitai-{plugin} plugin: pip install skitai[{plugin}]")
-    for plugin in found:
-        plugin.validate(config)
 
 
 # ---------------------------------------------------------------- serving
@@ -198,33 +82,39 @@ def serve_process(config: Config, found: list[plugins.Plugin], report: Report | 
         if report:
             report(reason_of(e))
         raise
-    for target in site.apps():
-        hooks.start(target.app, target.point)
-    try:
-        return event_loop_runner()(serve_site(config, site, report))
-    finally:
+    from .http.server import new_event_loop
+
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        install_was(config, runner.get_loop())
         for target in site.apps():
-            hooks.cleanup(site.current_app(target))
+            hooks.start(target.app, target.point)
+        try:
+            return runner.run(serve_site(config, site, report))
+        finally:
+            for target in site.apps():
+                hooks.cleanup(site.current_app(target))
+            install_was(None, None)
+
+
+def install_was(config: Config | None, loop: Any) -> None:
+    """Give this process its ``was`` services (issue 4) on ``loop``; None takes them away."""
+    from .was import binding
+
+    if config is None:
+        binding.install(None)
+        return
+    from .was.server import Wasc
+    binding.install(Wasc(config, loop))
 
 
 def event_loop_runner() -> Callable[[Any], Any]:
+    """``run(coroutine)`` on a fresh loop (uvloop when installed), cleaned up like ``asyncio.run``."""
     from .http.server import new_event_loop
-    return lambda main: asyncio.run(main, loop_factory=new_event_loop) if _has_loop_factory() else \
-        _run_on(new_event_loop(), main)
 
-
-def _has_loop_factory() -> bool:
-    import inspect
-    return "loop_factory" in inspect.signature(asyncio.run).parameters
-
-
-def _run_on(loop: asyncio.AbstractEventLoop, main: Any) -> Any:
-    try:
-        asyncio.set_event_loop(loop)
-        return loop.run_until_complete(main)
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
+    def run(main: Any) -> Any:
+        with asyncio.Runner(loop_factory=new_event_loop) as runner:
+            return runner.run(main)
+    return run
 
 
 def ssl_context(config: Config) -> Any:
@@ -347,6 +237,7 @@ class Running:
         self._stop = asyncio.Event()
         servers = await listen(self.config, self.site)
         self.port = servers[0].port
+        install_was(self.config, asyncio.get_running_loop())
         for target in self.site.apps():
             hooks.start(target.app, target.point)
         self._ready.set()
@@ -356,6 +247,7 @@ class Running:
             await close(servers, self.config.stop_timeout)
             for target in self.site.apps():
                 hooks.cleanup(self.site.current_app(target))
+            install_was(None, None)
 
     def stop(self) -> None:
         if self._loop is not None and self._stop is not None and self._thread.is_alive():

@@ -65,6 +65,7 @@ class Master:
             if not any(failed):          # a reported start failure is the master's to tell
                 traceback.print_exc()
         finally:
+            logging.shutdown()
             os._exit(code)
 
     def signal_all(self, sig: int) -> None:

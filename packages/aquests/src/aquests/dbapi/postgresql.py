@@ -237,7 +237,7 @@ class PostgreSQL:
 
 def _response(desc: Any, records: list | None, rowcount: int, *, url: str, meta: dict | None,
               elapsed: float) -> DBResponse:
-    rows = make_rows([d[0] for d in desc], records) if desc is not None else []
+    rows = make_rows([d.name for d in desc], records) if desc is not None else []
     return DBResponse(rows, desc, url=url, method="execute", meta=meta, rowcount=rowcount, elapsed=elapsed)
 
 
@@ -263,8 +263,12 @@ class Transaction:
         self.committed: bool | None = None
 
     async def __aenter__(self) -> Transaction:
+        """Raises ``DBError`` (with the failed response) when no transaction could be started."""
         self._pool = self._db.pool
-        self._conn = await asyncio.wait_for(self._pool.acquire(), self._timeout)
+        try:
+            self._conn = await asyncio.wait_for(self._pool.acquire(), self._timeout)
+        except Exception as exc:
+            failure(exc, url=self._db.url, method="BEGIN", meta=None).raise_for_status()
         begun = await self.execute("BEGIN")
         if not begun.ok:
             self._drop(broken=True)

@@ -27,9 +27,26 @@ DEFAULT_TIMEOUT = 10.0
 COMMAND_ALIASES = {"DELETE": "DEL", "DEL_": "DEL", "EXEC_": "EXEC"}
 
 
+# commands that would change a pooled connection for whoever borrows it next, or stop its replies
+# from matching requests one to one
+REFUSED = {
+    "SELECT": "choose the database with the dbname argument",
+    "AUTH": "log in with the auth argument",
+    "HELLO": "the client speaks RESP2",
+    "SUBSCRIBE": "pub/sub is not supported on pooled connections",
+    "PSUBSCRIBE": "pub/sub is not supported on pooled connections",
+    "SSUBSCRIBE": "pub/sub is not supported on pooled connections",
+    "MONITOR": "MONITOR is not supported on pooled connections",
+}
+
+
 def command_name(name: Any) -> str:
+    """The Redis command for a method name; refused commands raise ValueError."""
     upper = str(name).upper()
-    return COMMAND_ALIASES.get(upper, upper)
+    upper = COMMAND_ALIASES.get(upper, upper)
+    if upper in REFUSED:
+        raise ValueError(f"Redis {upper} cannot be sent through aquests: {REFUSED[upper]}")
+    return upper
 
 
 class RedisProtocol(asyncio.Protocol):

@@ -7,7 +7,7 @@ reply), ``description`` (column info), ``code``/``msg`` (aliases of status_code/
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from .. import codes
 from ..response import Headers, HTTPError, Response
@@ -82,7 +82,7 @@ class Row:
         return {k: self._values[i] for k, i in self._index.items()}
 
 
-def make_rows(names: Sequence[str], records: Iterable[Sequence]) -> list[Row]:
+def make_rows(names: Sequence[str], records: list[Sequence]) -> list[Row]:
     """Wrap raw tuples as rows sharing one index (the last of duplicate column names wins)."""
     index = {name: i for i, name in enumerate(names)}
     return [Row(r, index) for r in records]

@@ -83,6 +83,8 @@ class Client:
         self.proxy = Proxy(proxy) if proxy else None
         self.headers = self._norm_headers(headers)
         self._pools = pools
+        # pools are shared per loop: connections opened with other settings are not ours
+        self._conn_opts = (id(verify), repr(cert), force_http1, http2_streams, max_header_size, max_body_size)
         self._heads: dict[tuple, bytes] = {}  # request heads without extra headers, by (method, url, length)
         self._pool_opts = (max_per_origin, idle_timeout)
         if pools is None and (max_per_origin, idle_timeout) != (MAX_PER_ORIGIN, IDLE_TIMEOUT):
@@ -252,8 +254,7 @@ class Client:
     def _pool_for(self, u: urlmod.URL, px: Proxy | None, h2c: bool) -> tuple[OriginPool, bool]:
         https = u.scheme == "https"
         may_h2 = (https and not self.force_http1) or (not https and h2c and px is None)
-        key = (u.scheme, u.host, u.port, px.key if px else None, may_h2,
-               id(self.verify) if https else None)
+        key = (u.scheme, u.host, u.port, px.key if px else None, may_h2, self._conn_opts)
         pools = self.pools
         pool = pools.pools.get(key)
         if pool is None:

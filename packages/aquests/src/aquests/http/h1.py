@@ -7,7 +7,7 @@ import time
 import httptools
 
 from .body import Body, BodyStream
-from .errors import ClientError, ConnectionClosed, ProtocolError
+from .errors import ConnectionClosed, ProtocolError
 
 MAX_HEADER_SIZE = 64 * 1024          # bytes of response header names+values
 MAX_BODY_SIZE = 256 * 1024 * 1024    # bytes of a buffered (non-streamed) response body
@@ -196,10 +196,6 @@ class H1Connection(asyncio.Protocol):
     def reusable(self) -> bool:
         return self.complete and self.keep_alive and not self.closed
 
-    @property
-    def busy(self) -> bool:
-        return False
-
     def _fail(self, exc: BaseException) -> None:
         w = self.waiter
         if w is not None and not w.done():
@@ -229,4 +225,4 @@ class H1Connection(asyncio.Protocol):
             self.transport.close()
 
 
-__all__ = ["H1Connection", "ClientError", "MAX_HEADER_SIZE", "MAX_BODY_SIZE"]
+__all__ = ["H1Connection", "MAX_HEADER_SIZE", "MAX_BODY_SIZE"]

@@ -44,6 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "cache_max_entries": 4096,         # resolved paths remembered (with or without content)
     "revalidate": 1.0,                 # seconds between os.stat checks of a remembered path
 }
+_monotonic = time.monotonic
 _CONDITIONAL = frozenset({"if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "range"})
 _REDIRECT = object()      # a directory without its slash, holding an index file
 _BARE_DIR = object()      # a directory without its slash and without an index file (still redirected)
@@ -103,22 +104,32 @@ class StaticHandler:
         return found is not None and found is not _BARE_DIR
 
     def _lookup(self, path: str, now: float) -> Entry | object | None:
-        """The entry for a raw request path, a redirect marker for a directory without its slash, or None."""
-        entry = self.cache.get(path)
-        if entry is not None:
-            if now - entry.checked < self.revalidate:
-                return entry
-            try:
-                st = os.stat(entry.real)
-            except OSError:
-                st = None
-            if st is not None and entry.same_file(st):
-                entry.checked = now
-                return entry
-            self.cache.discard(path)
-        return self._resolve(path, now)
+        """The entry for a raw request path, a redirect marker for a directory without its slash, or None.
 
-    def _resolve(self, path: str, now: float) -> Entry | object | None:
+        A remembered entry is trusted for ``revalidate`` seconds; then the path is resolved again (a
+        symlink may point elsewhere now) and the entry kept only if it still names the same, unchanged file.
+        """
+        entry = self.cache.get(path)
+        if entry is not None and now - entry.checked < self.revalidate:
+            return entry
+        found = self._resolve(path)
+        if type(found) is not tuple:
+            if entry is not None:
+                self.cache.discard(path)
+            return found
+        real, st, name, url_path = found
+        if entry is not None and entry.real == real and entry.same_file(st):
+            entry.checked = now
+            return entry
+        entry = self._load(real, content_type(name), self.max_ages.header(url_path), now)
+        if entry is None:
+            self.cache.discard(path)
+        else:
+            self.cache.put(path, entry)
+        return entry
+
+    def _resolve(self, path: str) -> tuple[str, os.stat_result, str, str] | object | None:
+        """``(real path, stat, file name, decoded URL path)`` of the file to serve, a redirect marker, or None."""
         if not path.startswith(self._prefix):
             return None
         parsed = fspath.split(path[len(self._prefix):])
@@ -139,11 +150,7 @@ class StaticHandler:
             real, st, name = found
         elif trailing or not stat.S_ISREG(st.st_mode):
             return None
-        url_path = self._prefix + "/" + "/".join(segments)
-        entry = self._load(real, content_type(name), self.max_ages.header(url_path), now)
-        if entry is not None:
-            self.cache.put(path, entry)
-        return entry
+        return real, st, name, self._prefix + "/" + "/".join(segments)
 
     @staticmethod
     def _stat(real: str | None) -> os.stat_result | None:
@@ -198,8 +205,11 @@ class StaticHandler:
             exchange.respond(405, headers, body)
             return None
         path = request.path
+        entry = self.cache.get(path)
+        now = _monotonic()
         try:
-            entry = self._lookup(path, time.monotonic())
+            if entry is None or now - entry.checked >= self.revalidate:
+                entry = self._lookup(path, now)
         except fspath.BadPath:
             exchange.error(400, "bad path")
             return None
@@ -233,34 +243,44 @@ class StaticHandler:
         return coro
 
     def _answer(self, exchange, entry: Entry, f: IO[bytes] | None):
-        """Conditionals, Range, then the answer; returns a coroutine only when ``f`` must be sent."""
+        """The answer for a found file; returns a coroutine only when ``f`` must be sent."""
+        headers = self._timed(entry) if entry.cache_control else entry.headers
+        for name, _ in exchange.request.headers.items():     # one scan: a plain GET looks nothing up
+            if name in _CONDITIONAL:
+                return self._conditional(exchange, entry, f, headers)
+        return self._deliver(exchange, entry, f, 200, headers, 0, entry.size)
+
+    def _conditional(self, exchange, entry: Entry, f: IO[bytes] | None, headers: list[tuple[str, str]]):
+        """Preconditions (304, 412), then Range (206, 416) and If-Range."""
         request = exchange.request
         hdrs = request.headers
-        headers = self._timed(entry) if entry.cache_control else entry.headers
-        status, start, stop = 200, 0, entry.size
-        if any(name in _CONDITIONAL for name, _ in hdrs.items()):    # a plain GET skips every lookup
-            status = conditional.precondition(hdrs, entry.etag, entry.last_modified, entry.mtime)
-            if status == 304:
-                exchange.respond(304, entry.validators)
-                return None
-            if status == 412:
-                exchange.error(412)
-                return None
-            rng = hdrs.get("range") if request.method == "GET" else None
-            if rng is not None and conditional.range_applies(hdrs.get("if-range"), entry.etag, entry.mtime):
-                try:
-                    selected = ranges.select(rng, entry.size)
-                except ranges.NotSatisfiable:
-                    page, body = _page(416, [("Content-Range", f"bytes */{entry.size}")])
-                    exchange.respond(416, page, body)
-                    return None
-                if selected is not None:
-                    start, stop = selected
-                    status = 206
-                    headers = [h for h in headers if h[0] != "Content-Length"]
-                    headers += [("Content-Length", str(stop - start)),
-                                ("Content-Range", f"bytes {start}-{stop - 1}/{entry.size}")]
-        if request.method == "HEAD":
+        status = conditional.precondition(hdrs, entry.etag, entry.last_modified, entry.mtime)
+        if status == 304:
+            exchange.respond(304, entry.validators)
+            return None
+        if status == 412:
+            exchange.error(412)
+            return None
+        rng = hdrs.get("range") if request.method == "GET" else None
+        if rng is None or not conditional.range_applies(hdrs.get("if-range"), entry.etag, entry.mtime):
+            return self._deliver(exchange, entry, f, 200, headers, 0, entry.size)
+        try:
+            selected = ranges.select(rng, entry.size)
+        except ranges.NotSatisfiable:
+            page, body = _page(416, [("Content-Range", f"bytes */{entry.size}")])
+            exchange.respond(416, page, body)
+            return None
+        if selected is None:
+            return self._deliver(exchange, entry, f, 200, headers, 0, entry.size)
+        start, stop = selected
+        headers = [h for h in headers if h[0] != "Content-Length"]
+        headers += [("Content-Length", str(stop - start)), ("Content-Range", f"bytes {start}-{stop - 1}/{entry.size}")]
+        return self._deliver(exchange, entry, f, 206, headers, start, stop)
+
+    def _deliver(self, exchange, entry: Entry, f: IO[bytes] | None, status: int,
+                 headers: list[tuple[str, str]], start: int, stop: int):
+        """Bytes ``start:stop`` of the file: none for HEAD, from memory, or a coroutine sending ``f``."""
+        if exchange.request.method == "HEAD":
             exchange.respond(status, headers)
             return None
         if f is None:

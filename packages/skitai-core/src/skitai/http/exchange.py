@@ -162,7 +162,7 @@ class H1Exchange(BaseExchange):
         """The head for ``status``; ``length`` is the whole body's size, or -1 for a stream."""
         text, app_len, close, _ = header_block(headers)
         first = status_line(status, reason)
-        if self.proto.closing:
+        if self.proto.closing or self.proto.unread_body_forces_close(self):
             close = True
         if status < 200 or status == 204 or status == 304:
             mode = NO_BODY

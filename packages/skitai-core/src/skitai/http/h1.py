@@ -454,11 +454,9 @@ class H1Protocol(asyncio.Protocol):
         if accesslog.enabled:
             accesslog.log(ex)
         if self.receiving is ex:
-            body = ex.request.body
-            left = int(ex.request.headers.get("content-length") or -1) - body.received
-            if (ex.request.expect_continue and not body.consumed) or not (0 <= left <= _DRAIN_MAX):
+            if self.unread_body_forces_close(ex):
                 ex.keep = False
-            body.discard()
+            ex.request.body.discard()
         elif ex.request.body is not EMPTY_BODY:
             ex.request.body.discard()
         if not ex.keep:
@@ -467,6 +465,17 @@ class H1Protocol(asyncio.Protocol):
             return
         if not self._dispatching:
             self._next()
+
+    def unread_body_forces_close(self, ex: H1Exchange) -> bool:
+        """Answering before the request body is in: keep the connection only if the rest is small enough
+        to read and drop (and the client was not waiting for ``100 Continue``)."""
+        if self.receiving is not ex:
+            return False
+        body = ex.request.body
+        if ex.request.expect_continue and not body.consumed:
+            return True
+        left = int(ex.request.headers.get("content-length") or -1) - body.received
+        return not 0 <= left <= _DRAIN_MAX
 
     # ---- errors and closing ----------------------------------------------------------------------
     def _reject(self, status: int, detail: str) -> None:

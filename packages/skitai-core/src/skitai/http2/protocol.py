@@ -8,6 +8,7 @@ as HTTP/1.1. ``guards.FrameGuard`` watches the raw frames for floods before h2 p
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import logging
 import time
@@ -22,6 +23,7 @@ from h2.events import (ConnectionTerminated, DataReceived, RemoteSettingsChanged
                        StreamEnded, StreamReset, TrailersReceived, WindowUpdated)
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes, Settings
+from hpack import Encoder
 from hyperframe.frame import GoAwayFrame
 
 from skitai.http.errors import BodyTooLarge
@@ -29,6 +31,7 @@ from skitai.http.request import EMPTY_BODY, Body, Headers, Request, host_without
 
 from .exchange import H2Exchange
 from .guards import FrameGuard
+from .headers import check_request
 
 log = logging.getLogger("skitai.server")
 CONNECTIONS: weakref.WeakSet = weakref.WeakSet()       # live HTTP/2 connections, for GOAWAY on shutdown
@@ -81,7 +84,13 @@ class H2Protocol(asyncio.Protocol):
         self.write_paused = False
         self._timer: asyncio.TimerHandle | None = None
         limits = self.limits
-        self.conn = _Connection(H2Configuration(client_side=False, header_encoding="latin-1"))
+        # h2's own header validation costs more than the rest of a request; ``check_request`` does the
+        # checks that matter on our side (our answers are built clean by ``h2_headers``)
+        self.conn = _Connection(H2Configuration(
+            client_side=False, header_encoding="latin-1", validate_inbound_headers=False,
+            normalize_inbound_headers=False, validate_outbound_headers=False, normalize_outbound_headers=False))
+        # Huffman coding is pure Python in hpack; repeated answer headers are table indexes anyway
+        self.conn.encoder.encode = functools.partial(Encoder.encode, self.conn.encoder, huffman=False)
         # initial values (not update()): they go into the first SETTINGS frame and apply at once
         self.conn.local_settings = Settings(client=False, initial_values={
             SettingCodes.MAX_CONCURRENT_STREAMS: limits.h2_max_concurrent_streams,
@@ -155,18 +164,13 @@ class H2Protocol(asyncio.Protocol):
         if self.closing or len(self.exchanges) >= self.limits.h2_max_concurrent_streams:
             self.conn.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
             return
-        pseudo, headers, authority = {}, [], None
-        for name, value in event.headers:
-            if name[0] == ":":
-                pseudo[name] = value
-            else:
-                headers.append((name, value))
-                if name == "host" and authority is None:
-                    authority = value
-        if ":authority" in pseudo:
-            authority = pseudo[":authority"]
-            if not any(n == "host" for n, _ in headers):
-                headers.append(("host", authority))
+        try:
+            pseudo, headers = check_request(event.headers)
+        except ValueError as e:
+            log.info("HTTP/2 bad request headers from %s: %s", self.client[0], e)
+            self.conn.reset_stream(sid, ErrorCodes.PROTOCOL_ERROR)
+            return
+        authority = pseudo.get(":authority") or next((v for n, v in headers if n == "host"), None)
         ended = event.stream_ended is not None
         body = EMPTY_BODY if ended else Body(self.loop, self.limits.max_body_size,
                                              on_drain=lambda: self._credit(sid))
@@ -242,8 +246,14 @@ class H2Protocol(asyncio.Protocol):
 
     def _on_trailers(self, event: TrailersReceived) -> None:
         ex = self.exchanges.get(event.stream_id)
-        if ex is not None:
-            ex.request_trailers = list(event.headers)
+        if ex is None:
+            return
+        try:
+            pseudo, trailers = check_request(event.headers, trailers=True)
+        except ValueError:
+            self.reset(ex, ErrorCodes.PROTOCOL_ERROR)
+            return
+        ex.request_trailers = trailers
 
     def _on_reset(self, event: StreamReset) -> None:
         ex = self.exchanges.get(event.stream_id)

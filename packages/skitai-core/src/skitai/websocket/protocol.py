@@ -85,16 +85,18 @@ class WebSocketProtocol(asyncio.Protocol):
     # -- events ---------------------------------------------------------------------------------
     def _drain_events(self) -> None:
         for event in self.conn.events():
+            if isinstance(event, CloseConnection):
+                self._close_event(event)
+                return
+            if self.closed:
+                continue                  # closing: only the peer's CLOSE matters now
             if isinstance(event, Message):
                 self._message(event)
             elif isinstance(event, Ping):
                 self._write(self.conn.send(event.response()))
             elif isinstance(event, Pong):
                 self._ping_sent = None
-            elif isinstance(event, CloseConnection):
-                self._close_event(event)
-                return
-            if self.transport is None or self.closed:
+            if self.transport is None:
                 return
 
     def _message(self, event: Message) -> None:

@@ -30,6 +30,8 @@ from skitai.http.request import EMPTY_BODY
 from .environ import ErrorStream, FileWrapper, build_environ
 from .threadpool import LoopInbox, get_pool, inbox_for
 
+from skitai.was import binding as was_services
+
 log = logging.getLogger("skitai.app")
 
 STREAM_WINDOW = 64 * 1024          # bytes a worker may have in flight before it waits for the loop
@@ -242,8 +244,11 @@ class WSGIHandler:
         return bool(getattr(self.app, "debug", False))
 
     def environ(self, exchange, wsgi_input=None) -> dict:
-        return build_environ(exchange, self.script_name, multithread=self.threads > 0,
-                             multiprocess=self.multiprocess, errors=_ERRORS, wsgi_input=wsgi_input)
+        env = build_environ(exchange, self.script_name, multithread=self.threads > 0,
+                            multiprocess=self.multiprocess, errors=_ERRORS, wsgi_input=wsgi_input)
+        if was_services.installed():     # issue 4: this request's ``was``, bound to the calling thread
+            was_services.attach(env, exchange.request, self.script_name or "/")
+        return env
 
     def _failed(self, call: _Call, exc: BaseException) -> None:
         """The app (or its iterable) raised: log it; 500 if the head is not out yet, else cut the answer."""

@@ -1,0 +1,125 @@
+"""What a ``was`` call gives back: a ``Result`` (one response) or ``Results`` (a map call).
+
+A result delegates every attribute to the aquests response (``data``, ``status_code``, ...) and adds
+``status`` (SK-54): 0 initial, 1 timeout, 2 exception (code >= 700 or a database error), 3 normal.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from aquests import codes
+from aquests.response import Response
+
+INITIAL, TIMEOUT, EXCEPTION, NORMAL = 0, 1, 2, 3
+
+
+def classify(response: Any) -> int:
+    """The ``status`` of a finished response. HTTP 4xx/5xx are answers, so they are NORMAL (SK-43)."""
+    code = getattr(response, "status_code", None) or 0
+    if code == codes.TIMEOUT:
+        return TIMEOUT
+    if code >= 700 or getattr(response, "expt_class", None):
+        return EXCEPTION
+    return NORMAL
+
+
+class WasTimeout(TimeoutError):
+    """Raised by ``reraise`` when a call did not finish within its wait timeout."""
+
+
+class Result:
+    """One finished call. ``result.data``, ``result.status_code``... come from the response."""
+
+    __slots__ = ("response", "status", "node", "_ident", "_cache")
+
+    def __init__(self, response: Any, status: int | None = None, *, node: str | None = None,
+                 ident: str | None = None, cache: Any = None) -> None:
+        self.response = response
+        self.status = classify(response) if status is None else status
+        self.node = node if node is not None else (getattr(response, "meta", None) or {}).get("node")
+        self._ident = ident
+        self._cache = cache
+
+    @classmethod
+    def timed_out(cls, reason: str, *, url: str = "", ident: str | None = None, cache: Any = None) -> Result:
+        return cls(Response.failed(codes.TIMEOUT, reason, url=url), TIMEOUT, ident=ident, cache=cache)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.response, name)
+
+    def __repr__(self) -> str:
+        return f"<Result status={self.status} code={getattr(self.response, 'status_code', None)}>"
+
+    def is_normal(self) -> bool:
+        return self.status == NORMAL
+
+    def reraise(self) -> Result:
+        """Raise when the call failed: a timeout, a network/database error, or an HTTP error status."""
+        if self.status == TIMEOUT:
+            raise WasTimeout(getattr(self.response, "reason", "") or "timed out")
+        if self.status == EXCEPTION:
+            raise RuntimeError(f"{getattr(self.response, 'status_code', '')} "
+                               f"{getattr(self.response, 'expt_str', None) or getattr(self.response, 'reason', '')}")
+        raise_for_status = getattr(self.response, "raise_for_status", None)
+        if raise_for_status is not None:
+            raise_for_status()
+        return self
+
+    def cache(self, timeout: float = 300) -> bool:
+        """Keep this result for ``timeout`` seconds (only a normal one); 0 or less expires it."""
+        if self._cache is None or self._ident is None:
+            return False
+        if timeout <= 0:
+            self._cache.expire(self._ident)
+            return False
+        if self.status != NORMAL:
+            return False
+        return self._cache.put(self._ident, self, timeout)
+
+
+class Results:
+    """The results of a map call, one per member, iterable."""
+
+    def __init__(self, results: list[Result], *, ident: str | None = None, cache: Any = None) -> None:
+        self.results = results
+        self._ident = ident
+        self._cache = cache
+
+    def __iter__(self):
+        return iter(self.results)
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __getitem__(self, i: int) -> Result:
+        return self.results[i]
+
+    @property
+    def status_code(self) -> list[int]:
+        return [r.status_code for r in self.results]
+
+    @property
+    def status(self) -> list[int]:
+        return [r.status for r in self.results]
+
+    @property
+    def data(self) -> list[Any]:
+        return [r.data for r in self.results]
+
+    def is_normal(self) -> bool:
+        return all(r.status == NORMAL for r in self.results)
+
+    def reraise(self) -> Results:
+        for r in self.results:
+            r.reraise()
+        return self
+
+    def cache(self, timeout: float = 300) -> bool:
+        if self._cache is None or self._ident is None:
+            return False
+        if timeout <= 0:
+            self._cache.expire(self._ident)
+            return False
+        if not self.results or not self.is_normal():
+            return False
+        return self._cache.put(self._ident, self, timeout)

@@ -1,0 +1,107 @@
+"""``wasc``: what the whole server process shares with every ``was`` (SK-75).
+
+One ``Wasc`` per worker process: the loop, the config, the clusters, the result cache, the aquests
+client whose pools live on the loop, counters for the status page, and the objects apps register
+with ``wasc.register(name, obj)`` (reachable as ``was.<name>`` from every app and thread).
+"""
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import os
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from aquests.cluster import Cluster
+from aquests.http.client import Client
+from aquests.rcache import ResultCache
+
+
+class _Loggers:
+    """``wasc.logger.get("app")`` and ``wasc.logger("msg")`` over the stdlib loggers skitai configures."""
+
+    def get(self, name: str = "app") -> logging.Logger:
+        return logging.getLogger(f"skitai.{name}")
+
+    def __call__(self, msg: str, category: str = "info", at: str = "app") -> None:
+        self.get(at).info("[%s] %s", category, msg)
+
+
+class Wasc:
+    """The server-level context. Safe to read from any thread; mutations take ``self.lock``."""
+
+    def __init__(self, config: Any, loop: asyncio.AbstractEventLoop, *, numthreads: int | None = None,
+                 stats: Callable[[], dict] | None = None) -> None:
+        self.config = config
+        self.loop = loop
+        self.numthreads = config.threads if numthreads is None else numthreads
+        self.started = time.time()
+        self.lock = threading.RLock()
+        self.logger = _Loggers()
+        self.rcache = ResultCache(getattr(config, "rcache_objmax", 100) or 100)
+        self.client = Client()          # shares the loop's connection pools
+        self.clusters: dict[str, Cluster] = {}
+        for name, c in (getattr(config, "clusters", None) or {}).items():
+            self.add_cluster(name, c.ctype, c.members, role=c.role, source=c.source, ssl=c.ssl)
+        self.objects: dict[str, Any] = {}
+        self.mount_hits: Counter[str] = Counter()
+        self.server_stats = stats        # callable giving the server's counters, set by the runner
+        self.on_shutdown: Callable[[], None] | None = None
+        self.on_restart: Callable[[], None] | None = None
+
+    # -- clusters ----------------------------------------------------------------------------------
+    def add_cluster(self, name: str, ctype: str, members: Any, **kw: Any) -> Cluster:
+        cluster = Cluster(name.lstrip("@"), ctype, members, **kw)
+        with self.lock:
+            self.clusters[cluster.name] = cluster
+        return cluster
+
+    def cluster_of(self, uri: str) -> tuple[Cluster, str]:
+        """``"@name/path"`` → (cluster, "/path"); an unknown name is a clear error."""
+        name, slash, rest = uri[1:].partition("/")
+        cluster = self.clusters.get(name)
+        if cluster is None:
+            known = ", ".join("@" + n for n in self.clusters) or "none"
+            raise ValueError(f"no cluster named @{name} (known: {known}); add it with skitai.alias()")
+        return cluster, slash + rest if slash else "/"
+
+    # -- registered objects ------------------------------------------------------------------------
+    def register(self, name: str, obj: Any) -> None:
+        with self.lock:
+            if name in self.objects or hasattr(type(self), name):
+                raise AttributeError(f"was.{name} is already registered")
+            self.objects[name] = obj
+
+    def unregister(self, name: str) -> Any:
+        with self.lock:
+            return self.objects.pop(name, None)
+
+    # -- jobs and life-cycle -----------------------------------------------------------------------
+    def ajob(self, alias: str, callback: Any = None, timeout: float = 10) -> Any:
+        """A fire-and-forget database job on a cluster, usable from ``@app.startup`` (SK-57)."""
+        from .was import Was
+
+        cluster, _ = self.cluster_of(alias if alias.startswith("@") else "@" + alias)
+        return Was(self).db.lb("@" + cluster.name, callback=callback or (lambda r: None), timeout=timeout)
+
+    def count(self, point: str) -> None:
+        self.mount_hits[point] += 1
+
+    def shutdown(self) -> None:
+        if self.on_shutdown is not None:
+            self.loop.call_soon_threadsafe(self.on_shutdown)
+        else:
+            os.kill(os.getpid(), 15)
+
+    def restart(self) -> None:
+        """Stop gracefully, then run the same command again (under prefork the master restarts the worker)."""
+        if self.on_restart is not None:
+            self.loop.call_soon_threadsafe(self.on_restart)
+            return
+        atexit.register(os.execv, sys.executable, [sys.executable, *sys.argv])
+        self.shutdown()

@@ -1,0 +1,108 @@
+"""The per-request ``was`` object: WSGI Application Support (the binding to threads is ``binding.py``)."""
+from __future__ import annotations
+
+import logging
+import sys
+import traceback as _tb
+from typing import Any
+
+from aquests import verbs
+
+from . import convert, status
+from .calls import DbVerb, GrpcVerb, HttpVerb, RpcVerb, UploadVerb, WsVerb
+from .server import Wasc
+
+_DB = {"postgresql": "postgresql", "pg": "postgresql", "redis": "redis", "mongodb": "mongodb",
+       "sqlite3": "sqlite3", "db": None}
+
+
+class Was:
+    def __init__(self, wasc: Wasc, env: dict | None = None, request: Any = None) -> None:
+        self.wasc = wasc
+        self.env = env
+        self.request = request
+        if request is not None:
+            self.gtxnid, self.ltxnid = request.gtxnid, request.ltxnid
+        else:
+            self.gtxnid, self.ltxnid = "GTID-C0-R0", 1000
+        self._calls = 0
+
+    # -- request verbs -----------------------------------------------------------------------------
+    def __getattr__(self, name: str) -> Any:
+        if name in verbs.ALL_NAMES:
+            return HttpVerb(self, name)
+        if name in _DB:
+            return DbVerb(self, _DB[name])
+        objects = self.__dict__.get("wasc") and self.wasc.objects
+        if objects and name in objects:
+            return objects[name]
+        if name in ("config", "numthreads", "logger", "register", "unregister", "ajob", "clusters",
+                    "rcache", "loop"):
+            return getattr(self.wasc, name)
+        raise AttributeError(f"was has no attribute {name!r}")
+
+    @property
+    def upload(self) -> UploadVerb:
+        return UploadVerb(self)
+
+    @property
+    def rpc(self) -> RpcVerb:
+        return RpcVerb(self)
+
+    @property
+    def grpc(self) -> GrpcVerb:
+        return GrpcVerb(self)
+
+    @property
+    def ws(self) -> WsVerb:
+        return WsVerb(self)
+
+    # -- transaction ids (SK-23a) ------------------------------------------------------------------
+    def txnid(self) -> str:
+        return f"{self.gtxnid}/{self.ltxnid}"
+
+    def outgoing_headers(self, headers: Any, use_cache: bool = True) -> dict[str, str]:
+        """The caller's headers (dict or list of pairs) plus the transaction ids of the next sub-call."""
+        out: dict[str, str] = {}
+        if headers:
+            items = headers.items() if hasattr(headers, "items") else headers
+            for k, v in items:
+                out[str(k)] = str(v)
+        self._calls += 1
+        out["X-Gtxn-Id"] = self.gtxnid
+        out["X-Ltxn-Id"] = str(self.ltxnid + self._calls)
+        if not use_cache:
+            out["Cache-Control"] = "no-cache"
+        return out
+
+    # -- utilities (SK-70..SK-76) ------------------------------------------------------------------
+    tojson = staticmethod(convert.tojson)
+    fromjson = staticmethod(convert.fromjson)
+    toxml = staticmethod(convert.toxml)
+    fromxml = staticmethod(convert.fromxml)
+    togrpc = staticmethod(convert.togrpc)
+    fromgrpc = staticmethod(convert.fromgrpc)
+
+    def status(self, flt: str | None = None, fancy: bool = True) -> str:
+        """The server's status as an HTML page, or JSON when the request prefers application/json."""
+        data = status.collect(self.wasc, flt)
+        accept = (self.env or {}).get("HTTP_ACCEPT", "")
+        if status.wants_json(accept):
+            return status.to_json(data)
+        return status.to_html(data, fancy=fancy)
+
+    def restart(self) -> None:
+        self.wasc.restart()
+
+    def shutdown(self) -> None:
+        self.wasc.shutdown()
+
+    def log(self, msg: str, category: str = "info", at: str = "app") -> None:
+        logging.getLogger(f"skitai.{at}").info("[%s:%s] %s", category, self.txnid(), msg)
+
+    def traceback(self, id: str = "", at: str = "app") -> str:
+        """Log the exception being handled under ``id`` (default: the txnid) so it can be searched."""
+        ident = id or self.txnid()
+        text = "".join(_tb.format_exception(*sys.exc_info()))
+        logging.getLogger(f"skitai.{at}").error("[expt:%s] %s", ident, text.rstrip())
+        return ident

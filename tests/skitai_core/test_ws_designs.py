@@ -1,0 +1,166 @@
+"""The designs of the spec: WS_GROUPCHAT rooms, WS_DEDICATE threads, WS_THREADSAFE; JSON and XML-RPC."""
+from __future__ import annotations
+
+import json
+import time
+import xmlrpc.client
+
+import pytest
+import websockets.sync.client as wsc
+from flask import Flask, request
+from websockets.exceptions import ConnectionClosed
+
+import skitai
+from skitai.websocket.designs import DEFAULT_BROKER
+from tests.support.server import ServerThread
+
+app = Flask(__name__)
+gone: list = []
+
+
+@app.route("/chat")
+def chat():
+    env = request.environ
+    event, client_id = env.get("websocket.event"), env.get("websocket.client")
+    if event == skitai.WS_EVT_INIT:
+        env["websocket.config"] = (skitai.WS_GROUPCHAT, 60, ("message", "room_id"))
+        return ""
+    if event == skitai.WS_EVT_OPEN:
+        return "Client %s has entered" % client_id
+    if event == skitai.WS_EVT_CLOSE:
+        return "Client %s has left" % client_id
+    message = request.args.get("message")
+    if message == "who":
+        return ",".join(str(c) for c in sorted(env["websocket"].clients))
+    if message.startswith("to "):
+        target = int(message.split()[1])
+        env["websocket"].send("private from %s" % client_id, target)
+        return ""
+    return "Client %s Said: %s" % (client_id, message)
+
+
+@app.route("/websocket/talk")
+def talk():
+    env = request.environ
+    if env.get("websocket.event") == skitai.WS_EVT_INIT:
+        env["websocket.config"] = (skitai.WS_DEDICATE, 60, None)
+        return ""
+    ws = env["websocket"]
+    ws.send("hello %s" % request.args.get("name"))
+    while True:
+        m = ws.getwait()
+        if m is None:
+            gone.append(env["websocket.client"])
+            break
+        if m.lower() == "bye":
+            ws.send("Bye, have a nice day." + m)
+            ws.close()
+            break
+        ws.send("You said %s" % m)
+    return ""
+
+
+@app.route("/json")
+def json_route():
+    env = request.environ
+    if env.get("websocket.event") == skitai.WS_EVT_INIT:
+        env["websocket.config"] = (skitai.WS_THREADSAFE, 60, "message", skitai.WS_MSG_JSON)
+        return ""
+    if env.get("websocket.event"):
+        return ""
+    message = env["websocket.message"]            # already a Python object
+    env["websocket"].send({"sum": message["a"] + message["b"], "raw": request.args.get("message")})
+    return ""
+
+
+@app.route("/xmlrpc")
+def xmlrpc_route():
+    env = request.environ
+    if env.get("websocket.event") == skitai.WS_EVT_INIT:
+        env["websocket.config"] = (skitai.WS_SIMPLE, 60, "message", skitai.WS_MSG_XMLRPC)
+        return ""
+    if env.get("websocket.event"):
+        return ""
+    env["websocket"].send([x * 2 for x in env["websocket.message"]])
+    return ""
+
+
+@pytest.fixture(scope="module")
+def srv():
+    with ServerThread(app=app, threads=8) as s:
+        yield s
+
+
+def recv_all(ws, n):
+    return [ws.recv(timeout=3) for _ in range(n)]
+
+
+def test_groupchat_rooms_broadcast_and_private(srv):
+    url = f"ws://127.0.0.1:{srv.port}/chat?room_id="
+    a = wsc.connect(url + "1")
+    a_id = int(a.recv(timeout=3).split()[1])
+    b = wsc.connect(url + "1")
+    b_id = int(b.recv(timeout=3).split()[1])
+    assert a.recv(timeout=3) == f"Client {b_id} has entered"
+    c = wsc.connect(url + "2")
+    c.recv(timeout=3)
+    assert "/chat/1" in DEFAULT_BROKER.rooms and "/chat/2" in DEFAULT_BROKER.rooms
+    a.send("hi all")
+    assert a.recv(timeout=3) == b.recv(timeout=3) == f"Client {a_id} Said: hi all"
+    b.send("who")
+    assert a.recv(timeout=3) == f"{a_id},{b_id}"
+    b.recv(timeout=3)
+    a.send(f"to {b_id}")
+    assert b.recv(timeout=3) == f"private from {a_id}"
+    c.send("room two")
+    assert c.recv(timeout=3).endswith("room two")
+    with pytest.raises(TimeoutError):
+        a.recv(timeout=0.2)                     # nothing from room 2, nor the private message
+    b.close()
+    assert a.recv(timeout=3) == f"Client {b_id} has left"
+    a.close()
+    c.close()
+    deadline = time.monotonic() + 3
+    while DEFAULT_BROKER.rooms and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not DEFAULT_BROKER.rooms             # the last client out closes the room
+
+
+def test_dedicate_getwait_loop_and_close(srv):
+    with wsc.connect(f"ws://127.0.0.1:{srv.port}/websocket/talk?name=jamesmilton") as ws:
+        assert ws.recv(timeout=3) == "hello jamesmilton"
+        ws.send("run 3")
+        assert ws.recv(timeout=3) == "You said run 3"
+        ws.send("bye")
+        assert ws.recv(timeout=3) == "Bye, have a nice day.bye"
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=3)
+        assert ws.protocol.close_rcvd.code == 1000
+
+
+def test_dedicate_sees_none_on_disconnect(srv):
+    ws = wsc.connect(f"ws://127.0.0.1:{srv.port}/websocket/talk?name=x")
+    ws.recv(timeout=3)
+    before = len(gone)
+    ws.close()
+    deadline = time.monotonic() + 3
+    while len(gone) == before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert len(gone) == before + 1
+
+
+def test_json_encoding(srv):
+    with wsc.connect(f"ws://127.0.0.1:{srv.port}/json") as ws:
+        ws.send(json.dumps({"a": 1, "b": 2}))
+        assert json.loads(ws.recv(timeout=3)) == {"sum": 3, "raw": '{"a": 1, "b": 2}'}
+        ws.send("not json")
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=3)
+        assert ws.protocol.close_rcvd.code == 1007
+
+
+def test_xmlrpc_encoding(srv):
+    with wsc.connect(f"ws://127.0.0.1:{srv.port}/xmlrpc") as ws:
+        ws.send(xmlrpc.client.dumps(([1, 2, 3],)))
+        (result,), _ = xmlrpc.client.loads(ws.recv(timeout=3))
+        assert result == [2, 4, 6]
