@@ -214,6 +214,13 @@ async def h2_app(scope, receive, send) -> None:
         if not msg.get("more_body"):
             break
     q = parse_qs(scope["query_string"].decode())
+    if scope["path"] == "/trailers":
+        await send({"type": "http.response.start", "status": 200, "trailers": True,
+                    "headers": [(b"content-type", b"text/plain")]})
+        await send({"type": "http.response.body", "body": b"with trailers", "more_body": False})
+        await send({"type": "http.response.trailers", "headers": [(b"x-checksum", b"abc123")],
+                    "more_trailers": False})
+        return
     if scope["path"] == "/big":
         size = int(q["size"][0])
         await send({"type": "http.response.start", "status": 200,
@@ -262,3 +269,35 @@ class Hypercorn:
         if self.stop_ev is not None:
             self.loop.call_soon_threadsafe(self.stop_ev.set)
         self.thread.join(5)
+
+
+# -- misbehaving servers -----------------------------------------------------------------------
+GOOD = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+
+@contextlib.asynccontextmanager
+async def raw_server(replies):
+    """Serve each accepted connection with the next item of ``replies``: bytes to send then close,
+    or an async fn(reader, writer)."""
+    it = iter(replies)
+
+    async def handle(reader, writer):
+        reply = next(it, GOOD)
+        try:
+            if callable(reply):
+                await reply(reader, writer)
+            else:
+                await reader.readuntil(b"\r\n\r\n")
+                writer.write(reply)
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = srv.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.close()

@@ -182,3 +182,14 @@ async def test_drain_on_a_running_loop(app):
     aquests.queue.submit(lambda: aquests.client().request("GET", f"{app.url}/echo"), callback=first)
     n = await aquests.queue.drain()
     assert n == 2 and len(got) == 2
+
+
+def test_suspend_and_countcli(app):
+    seen = []
+    aquests.configure(workers=2, callback=lambda r: seen.append(aquests.countcli()))
+    aquests.get(f"{app.url}/echo")
+    aquests.suspend(0.2)
+    t0 = time.monotonic()
+    aquests.fetchall()
+    assert time.monotonic() - t0 >= 0.19
+    assert seen == [1] and aquests.countcli() == 0  # outside the loop: nothing open

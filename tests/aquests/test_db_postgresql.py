@@ -240,3 +240,19 @@ async def test_transaction_that_cannot_begin_raises_dberror():
         async with db.transaction():
             pass
     assert ei.value.response.status_code == codes.CONNECTION_REFUSED
+
+
+async def test_host_names_are_resolved_off_the_loop(pg_server):
+    r = await aquests.aio.postgresql(f"localhost:{pg_server.port}", "postgres", AUTH).execute("SELECT 1 AS one")
+    assert r.data[0].one == 1, r.reason
+    r = await aquests.aio.postgresql("no-such-host.invalid", "postgres", AUTH, timeout=5).execute("SELECT 1")
+    assert r.status_code == codes.DNS_FAILED, r.reason
+
+
+async def test_connect_moves_on_to_the_next_address(pg_server):
+    # libpq tries each host in turn, on a new socket each time: the first one refuses
+    dead = free_port()
+    dsn = f"host=127.0.0.1,127.0.0.1 port={dead},{pg_server.port} user=postgres dbname=postgres"
+    r = await aquests.aio.postgresql(f"postgresql://?{dsn.replace(' ', '&')}").execute("SELECT 1 AS one")
+    assert r.ok, r.reason
+    assert r.data[0].one == 1

@@ -142,3 +142,37 @@ async def test_grpc_to_http1_only_server_fails_cleanly():
         assert codes.is_failure(r.status_code)
     finally:
         app.stop()
+
+
+async def test_bad_message_inside_a_stream_fails_the_call(grpc_url):
+    stub = aquests.aio.grpc(grpc_url, service=SERVICE)
+    r = await stub.RecordRoute(iter([pb.Point(latitude=1), pb.Rectangle()]), timeout=5)
+    assert r.status_code == codes.REQUEST_FAILED and "expected a routeguide.Point" in r.reason
+    r = await stub.RecordRoute([pb.Point(latitude=2)])  # the connection is still fine
+    assert r.data.point_count == 1
+
+
+@pytest.fixture(scope="module")
+def grpc_tls():
+    import trustme
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    creds = grpc.ssl_server_credentials([(cert.private_key_pem.bytes(), cert.cert_chain_pems[0].bytes())])
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    pb_grpc.add_RouteGuideServicer_to_server(Guide(), server)
+    port = server.add_secure_port("127.0.0.1:0", creds)
+    server.start()
+    try:
+        with ca.cert_pem.tempfile() as cafile:
+            yield f"https://127.0.0.1:{port}", cafile
+    finally:
+        server.stop(0)
+
+
+async def test_grpc_over_tls(grpc_tls):
+    url, cafile = grpc_tls
+    async with aquests.Session(verify=cafile) as s:
+        r = await s.grpc(url, service=SERVICE).GetFeature(pb.Point(latitude=7))
+        assert r.ok and r.data.name == "f7,0" and r.version == "2"
+    r = await aquests.aio.grpc(url, service=SERVICE).GetFeature(pb.Point(latitude=7))
+    assert r.status_code == codes.TLS_FAILED  # the test CA is not trusted by default

@@ -5,45 +5,13 @@ Raw asyncio servers misbehave on purpose; TLS uses trustme certificates.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 import pytest
 
 import aquests
 from aquests import codes
 
-from .http_support import start_app_server
-
-GOOD = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
-
-
-@contextlib.asynccontextmanager
-async def raw_server(replies):
-    """Serve each accepted connection with the next item of ``replies``: bytes to send then close,
-    or an async fn(reader, writer)."""
-    it = iter(replies)
-
-    async def handle(reader, writer):
-        reply = next(it, GOOD)
-        try:
-            if callable(reply):
-                await reply(reader, writer)
-            else:
-                await reader.readuntil(b"\r\n\r\n")
-                writer.write(reply)
-                await writer.drain()
-        except (ConnectionError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            writer.close()
-
-    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = srv.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        srv.close()
-
+from .http_support import GOOD, raw_server, start_app_server
 
 async def test_malformed_status_line_then_recovers():
     async with raw_server([b"HTTP/1.1 abc\r\n\r\n", GOOD]) as url, aquests.Session() as s:
@@ -58,6 +26,17 @@ async def test_garbage_instead_of_http():
     async with raw_server([b"SSH-2.0-OpenSSH\r\n\r\n"]) as url:
         r = await aquests.aio.get(url)
         assert r.status_code == codes.PROTOCOL_ERROR
+
+
+@pytest.mark.parametrize("reply", [
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nbad\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: nine\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nBad Header Line\r\n\r\n",
+])
+async def test_malformed_framing(reply):
+    async with raw_server([reply]) as url:
+        r = await aquests.aio.get(url)
+        assert r.status_code == codes.PROTOCOL_ERROR and r.reason.startswith("Protocol Error: malformed response")
 
 
 async def test_oversized_headers_default_limit_and_custom():

@@ -1,12 +1,15 @@
 """HTTP/1.1 through the awaitable API against a real stdlib server (keep-alive, bodies, streaming)."""
 from __future__ import annotations
 
+import asyncio
 import os
 
 import pytest
 
 import aquests
 from aquests import aio
+
+from .http_support import raw_server
 
 
 
@@ -24,6 +27,13 @@ async def test_get_response_fields(app):
     assert info["headers"]["x-test"] == "yes"
     assert info["headers"]["user-agent"].startswith("aquests/")
     assert r.elapsed > 0 and r.history == []
+
+
+async def test_shared_pools_close(app):
+    await aio.get(f"{app.url}/echo")
+    assert aquests.countcli() >= 1
+    await aio.close()
+    assert aquests.countcli() == 0
 
 
 async def test_verbs_and_body_variants(app):
@@ -143,7 +153,6 @@ async def test_upload_multipart_paths_and_files(app, tmp_path):
 
 
 async def test_many_concurrent_requests(app):
-    import asyncio
     async with aquests.Session() as s:
         rs = await asyncio.gather(*(s.get(f"{app.url}/echo", params={"i": i}) for i in range(40)))
     assert [r.data["query"]["i"] for r in rs] == [str(i) for i in range(40)]
@@ -166,7 +175,6 @@ async def test_bad_arguments_raise_now():
 
 
 async def test_idle_connections_expire(app):
-    import asyncio
     async with aquests.Session(idle_timeout=0.2) as s:
         first = (await s.get(f"{app.url}/echo")).data["client_port"]
         assert s.client.pools.count() == 1
@@ -176,7 +184,6 @@ async def test_idle_connections_expire(app):
 
 
 async def test_connections_per_origin_are_bounded(app):
-    import asyncio
     async with aquests.Session(max_per_origin=2) as s:
         rs = await asyncio.gather(*(s.get(f"{app.url}/echo?slow=1") for _ in range(8)))
         assert all(r.status_code == 200 for r in rs)
@@ -189,7 +196,6 @@ async def test_stream_read_timeout(app):
     async with aquests.Session(timeout=0.3) as s:
         r = await s.get(f"{app.url}/big", params={"size": 1024}, stream=True)
         assert await r.stream.read() == b"x" * 1024
-    import asyncio
 
     async def stall(reader, writer):
         await reader.readuntil(b"\r\n\r\n")
@@ -197,13 +203,14 @@ async def test_stream_read_timeout(app):
         await writer.drain()
         await asyncio.sleep(2)
         writer.close()
-    srv = await asyncio.start_server(stall, "127.0.0.1", 0)
-    try:
-        url = f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}/"
-        async with aquests.Session(timeout=0.3) as s:
-            r = await s.get(url, stream=True)
-            assert await r.stream.read_chunk() == b"abc"
-            with pytest.raises(TimeoutError):
-                await r.stream.read_chunk()
-    finally:
-        srv.close()
+    async with raw_server([stall]) as url, aquests.Session(timeout=0.3) as s:
+        r = await s.get(url, stream=True)
+        assert await r.stream.read_chunk() == b"abc"
+        with pytest.raises(TimeoutError):
+            await r.stream.read_chunk()
+
+
+async def test_framing_headers_are_ours(app):
+    r = await aio.post(f"{app.url}/echo", {"a": 1}, headers={"Host": "example.test", "Content-Length": "999"})
+    assert r.data["headers"]["host"] == "example.test"
+    assert r.data["headers"]["content-length"] == "8" and r.data["body"] == '{"a": 1}'

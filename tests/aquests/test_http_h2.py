@@ -11,7 +11,7 @@ import trustme
 import aquests
 from tests.support.net import free_port, wait_port
 
-from .http_support import Hypercorn
+from .http_support import Hypercorn, raw_server
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +107,37 @@ async def test_h2_connection_lost_fails_streams_then_recovers(h2c):
         r = await s.get(f"{h2c}/echo")
         assert r.status_code == 200, r.reason
         assert port
+
+
+def test_standalone_fetchall_over_h2c(h2c):
+    got = []
+    aquests.configure(workers=8, callback=got.append, http2=True, http2_constreams=8)
+    for i in range(20):
+        aquests.get(f"{h2c}/echo", params={"i": i})
+    aquests.fetchall()
+    assert len(got) == 20 and all(r.status_code == 200 and r.version == "2" for r in got)
+    assert sorted(int(r.data["path"] == "/echo") for r in got) == [1] * 20
+
+
+async def test_h2c_to_a_server_that_answers_garbage():
+    from aquests import codes
+
+    async def not_h2(reader, writer):
+        await reader.read(100)
+        writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n" + b"\x00" * 64)
+        await writer.drain()
+        await asyncio.sleep(0.5)
+        writer.close()
+    async with raw_server([not_h2]) as url, aquests.Session(http2=True, timeout=2) as s:
+        r = await s.get(url)
+    assert r.status_code == codes.PROTOCOL_ERROR and "HTTP/2 protocol error" in r.reason
+
+
+async def test_h2_trailers(h2c):
+    async with aquests.Session(http2=True) as s:
+        r = await s.get(f"{h2c}/trailers", headers={"TE": "trailers"})
+        assert r.content == b"with trailers"
+        assert r.trailers is not None and r.trailers["x-checksum"] == "abc123"
+        r = await s.get(f"{h2c}/trailers", headers={"TE": "trailers"}, stream=True)
+        assert await r.stream.read() == b"with trailers"
+        assert r.trailers["x-checksum"] == "abc123"  # known once the body has been read

@@ -11,7 +11,7 @@ import pytest
 import aquests
 from aquests import codes
 
-from .test_http_failures import raw_server
+from .http_support import raw_server
 
 
 class _Quiet(SimpleXMLRPCRequestHandler):

@@ -37,6 +37,7 @@ class H2Client:
         self.auto_ack = True
         self.broken = False
         self.raw = b""
+        self.all_raw = b""
 
     def flush(self) -> None:
         data = self.conn.data_to_send()
@@ -62,6 +63,7 @@ class H2Client:
                 return self.events
             if not data:
                 return self.events
+            self.all_raw += data
             if self.broken:
                 self.raw += data
                 continue
@@ -98,6 +100,25 @@ class H2Client:
 
     def goaway(self):
         return next((e for e in self.events if isinstance(e, h2.events.ConnectionTerminated)), None)
+
+    def frames(self) -> list:
+        """Every frame the server sent, parsed from the raw bytes (h2 stops parsing after a GOAWAY)."""
+        from hyperframe.frame import Frame
+        out, data = [], self.all_raw
+        while len(data) >= 9:
+            frame, length = Frame.parse_frame_header(memoryview(data[:9]))
+            if len(data) < 9 + length:
+                break
+            frame.parse_body(memoryview(data[9:9 + length]))
+            out.append(frame)
+            data = data[9 + length:]
+        return out
+
+    def goaway_code(self):
+        from hyperframe.frame import GoAwayFrame
+        from h2.errors import ErrorCodes
+        frame = next((f for f in self.frames() if isinstance(f, GoAwayFrame)), None)
+        return None if frame is None else ErrorCodes(frame.error_code)
 
     def close(self) -> None:
         self.sock.close()

@@ -33,19 +33,7 @@ def still_serves(srv) -> None:
 
 def goaway_code(c: H2Client, timeout: float = 5.0):
     c.read(lambda e: isinstance(e, h2.events.ConnectionTerminated), timeout)
-    ev = c.goaway()
-    if ev is not None:
-        return ev.error_code
-    # h2 stops parsing after a protocol error of ours: find the GOAWAY among the raw frames
-    from hyperframe.frame import Frame, GoAwayFrame
-    data = c.raw
-    while len(data) >= 9:
-        frame, length = Frame.parse_frame_header(memoryview(data[:9]))
-        frame.parse_body(memoryview(data[9:9 + length]))
-        if isinstance(frame, GoAwayFrame):
-            return ErrorCodes(frame.error_code)
-        data = data[9 + length:]
-    return None
+    return c.goaway_code()
 
 
 @pytest.fixture
@@ -59,7 +47,8 @@ def test_rapid_reset(srv):
     c = H2Client(srv.port)
     try:
         for _ in range(80):
-            sid = c.request("/", end=False)
+            sid = c.conn.get_next_available_stream_id()
+            c.conn.send_headers(sid, REQ)
             c.conn.reset_stream(sid, ErrorCodes.CANCEL)
         c.flush()
         assert goaway_code(c) == CALM
@@ -200,3 +189,28 @@ def test_zero_connection_window_closes_with_goaway():
             assert len(still.response(still.request("/big"))[1]) == 200_000
         finally:
             still.close()
+
+
+@pytest.mark.parametrize("headers", [
+    REQ + [("X-Upper", "1")],
+    REQ + [("connection", "keep-alive")],
+    REQ + [("x-smuggle", "a\r\nb: c")],
+    REQ + [("te", "gzip")],
+    [h for h in REQ if h[0] != ":path"],
+    REQ + [(":path", "/again")],
+    [("x-first", "1")] + REQ,
+])
+def test_malformed_request_headers_reset_only_that_stream(srv, headers):
+    c = H2Client(srv.port)
+    try:
+        frame = HeadersFrame(1, data=c.conn.encoder.encode(headers))
+        frame.flags.add("END_HEADERS")
+        frame.flags.add("END_STREAM")
+        c.sock.sendall(frame.serialize())
+        from hyperframe.frame import RstStreamFrame
+        c.read(timeout=0.5)
+        resets = [f for f in c.frames() if isinstance(f, RstStreamFrame)]
+        assert resets and resets[0].stream_id == 1 and resets[0].error_code == ErrorCodes.PROTOCOL_ERROR
+    finally:
+        c.close()
+    still_serves(srv)

@@ -198,6 +198,27 @@ def test_push_is_ignored_when_the_client_disables_it_and_on_http1():
         assert httpx.get(f"{s.url}/page").status_code == 200
 
 
+def test_push_from_a_wsgi_app_via_the_exchange():
+    def app(environ, start_response):
+        if environ["PATH_INFO"] == "/promise":
+            environ["skitai.exchange"].push("/images/A.png")      # what was.response.hint_promise does
+            start_response("200 OK", [("Content-Type", "text/html")])
+            return [b'Promise Sent<br><br><img src="/images/A.png">']
+        start_response("200 OK", [("Content-Type", "image/png")])
+        return [b"A-PNG"]
+
+    with h2_server(app=app) as s:
+        c = H2Client(s.port)
+        try:
+            headers, body = c.response(c.request("/promise"))
+            assert body.startswith(b"Promise Sent")
+            (promise,) = [e for e in c.events if isinstance(e, h2.events.PushedStreamReceived)]
+            assert c.response(promise.pushed_stream_id)[1] == b"A-PNG"
+        finally:
+            c.close()
+        assert httpx.get(f"{s.url}/promise").status_code == 200          # HTTP/1.1: push is a no-op
+
+
 def test_goaway_on_shutdown_lets_streams_finish():
     import threading
     gate = threading.Event()
@@ -216,8 +237,11 @@ def test_goaway_on_shutdown_lets_streams_finish():
         s.call(goaway_all)
         gate.set()
         c.read(timeout=3)                      # until the server closes
-        assert c.goaway() is not None and c.goaway().error_code == 0 and c.goaway().last_stream_id == sid
-        assert b"late" in c.raw                # the stream in flight was still answered
+        from hyperframe.frame import DataFrame, GoAwayFrame
+        frames = c.frames()
+        goaway = [f for f in frames if isinstance(f, GoAwayFrame)]
+        assert goaway and goaway[0].error_code == 0 and goaway[0].last_stream_id == sid
+        assert b"late" in b"".join(f.data for f in frames if isinstance(f, DataFrame))   # still answered
     finally:
         c.close()
         s.stop()
@@ -239,3 +263,14 @@ def test_big_file_over_h2_with_sendfile_chunks():
 
         with h2_server(dispatch) as s, httpx.Client(http2=True, http1=False, timeout=10) as cl:
             assert cl.get(f"{s.url}/f").content == data
+
+
+def test_idle_connection_gets_goaway():
+    with h2_server(app=wsgi_app, h2_idle_timeout=0.3) as s:
+        c = H2Client(s.port)
+        try:
+            assert c.response(c.request("/x"))[1] == b"Hello /x"
+            c.read(timeout=3)                              # until the server closes
+            assert c.goaway_code() == 0
+        finally:
+            c.close()

@@ -132,10 +132,16 @@ def test_every_limit_has_a_setter_and_a_default(fresh):
     for name, default in vars(Limits()).items():
         setter = getattr(skitai, f"set_{name}")
         assert default is not None
-        setter(3)
-        assert getattr(fresh.limits, name) == 3
+        if isinstance(default, bool):
+            good, bad, stored = (not default), 1, (not default)
+        elif isinstance(default, tuple):
+            good, bad, stored = "https://a.example", [1], ("https://a.example",)
+        else:
+            good, bad, stored = 3, -1, 3
+        setter(good)
+        assert getattr(fresh.limits, name) == stored, name
         with pytest.raises((TypeError, ValueError)):
-            setter(-1)
+            setter(bad)
 
 
 def test_zero_timeouts_mean_defaults(fresh):
@@ -197,10 +203,14 @@ def test_constants():
     assert skitai.__version__ == "1.0.0.dev0"
 
 
-def test_was_is_importable_and_says_what_is_missing():
+def test_was_is_importable_and_says_what_is_missing(monkeypatch):
     from skitai import was
+    from skitai.wasproxy import WasProxy
+    monkeypatch.setattr(WasProxy, "_resolver", None)        # as in a process where no server runs
     with pytest.raises(AttributeError, match="not installed"):
         _ = was.get
+    monkeypatch.setattr(WasProxy, "_resolver", lambda: type("W", (), {"get": "the get"})())
+    assert was.get == "the get"
 
 
 def test_paths(monkeypatch, tmp_path):

@@ -106,7 +106,7 @@ def test_v_echoes_file_logs_of_a_running_app(tmp_path):
         "    return [b'ok']\n"
         "if __name__ == '__main__':\n"
         "    skitai.mount('/', app)\n"
-        f"    skitai.run(address='127.0.0.1', logpath={str(tmp_path / 'logs')!r})\n")
+        f"    skitai.run(address='127.0.0.1', logpath={str(tmp_path / 'logs')!r}, varpath={str(tmp_path)!r})\n")
     with app_process(script, "-v") as app:
         assert requests.get(app.url + "/", headers={"User-Agent": "tester"}, timeout=10).text == "ok"
         console = app.output()

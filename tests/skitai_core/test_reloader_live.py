@@ -19,7 +19,7 @@ app.use_reloader = True
 
 if __name__ == "__main__":
     skitai.mount("/", app)
-    skitai.run(address="127.0.0.1")
+    skitai.run(address="127.0.0.1", varpath=skitai.joinpath("var"))
 """
 
 

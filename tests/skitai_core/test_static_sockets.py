@@ -247,3 +247,36 @@ def test_concurrent_big_and_small(server):
 
     with ThreadPoolExecutor(8) as pool:
         assert all(pool.map(fetch, range(16)))
+
+
+def test_plain_asyncio_loop(site):
+    with ServerThread(dispatch=StaticHandler(str(site), "/", None, None), uvloop=False) as srv:
+        assert requests.get(srv.url + "/big.bin").content == BIG
+        r = requests.get(srv.url + "/big.bin", headers={"Range": "bytes=5-"})
+        assert r.status_code == 206 and r.content == BIG[5:]
+
+
+def test_http10(server):
+    reply = raw(server, b"GET /css/site.css HTTP/1.0\r\n\r\n")
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and body == b"body{}"
+    assert b"Expires: " in head and b"Cache-Control: max-age=300" in head
+    reply = raw(server, b"GET /big.bin HTTP/1.0\r\n\r\n")
+    assert reply.partition(b"\r\n\r\n")[2] == BIG
+
+
+def test_http2_prior_knowledge(site):
+    httpx = pytest.importorskip("httpx")
+    from tests.skitai_core.h2ws_support import h2_server
+
+    with h2_server(StaticHandler(str(site), "/", {"/": 60}, None)) as srv:
+        with httpx.Client(http1=False, http2=True) as client:
+            r = client.get(srv.url + "/big.bin")
+            assert r.http_version == "HTTP/2" and r.status_code == 200 and r.content == BIG
+            r = client.get(srv.url + "/small.bin", headers={"Range": "bytes=1-2"})
+            assert r.status_code == 206 and r.content == SMALL[1:3]
+            etag = r.headers["etag"]
+            r = client.get(srv.url + "/small.bin", headers={"If-None-Match": etag})
+            assert r.status_code == 304 and r.headers["cache-control"] == "max-age=60"
+            r = client.head(srv.url + "/big.bin")
+            assert r.status_code == 200 and r.headers["content-length"] == str(len(BIG)) and r.content == b""

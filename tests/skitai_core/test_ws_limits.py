@@ -120,3 +120,12 @@ def test_idle_timeout_closes_with_1001():
         t = time.monotonic()
         assert close_code(ws) == 1001
         assert 0.3 < time.monotonic() - t < 2.5
+
+
+def test_shutdown_closes_with_1001(srv):
+    from skitai.websocket.protocol import close_all
+    with wsc.connect(f"ws://127.0.0.1:{srv.port}/") as ws:
+        ws.send("a")
+        ws.recv(timeout=3)
+        srv.call(close_all)
+        assert close_code(ws) == 1001

@@ -18,7 +18,7 @@ def main() -> None:
     started = time.time()
     t = Table("client_http", "HTTP client: 5000 GETs, 64 in flight, from local nginx", "aiohttp",
               note="nginx `return 200` on /hello; h2c = HTTP/2 with prior knowledge, one connection; "
-              "best of 3 runs (httpx: 1 run)")
+              "best of 3 interleaved rounds (httpx: 1 run, it takes ~35 s)")
     try:
         with nginx() as ports:
             h1, h2c = servers.hello_url(ports["port"]), servers.hello_url(ports["h2c_port"])
@@ -26,19 +26,20 @@ def main() -> None:
 
             def client(python, script, *a):
                 return lambda: run_client(python, script, *a, *common)
-            best3 = {"repeat": 3}
 
-            t.measure("aiohttp", client(PEER_PY, "http_peers.py", "--lib", "aiohttp", "--url", h1), **best3)
-            t.measure("aquests HTTP/1.1", client(MAIN_PY, "http_aquests.py", "--url", h1, "--mode", "h1"), **best3)
-            t.measure("aquests HTTP/2 (h2c)", client(MAIN_PY, "http_aquests.py", "--url", h2c, "--mode", "h2c"), **best3)
-            t.measure("aquests awaitable HTTP/1.1",
-                      client(MAIN_PY, "http_aquests.py", "--url", h1, "--mode", "async"), **best3)
-            reason = old_skitai_reason()
-            if reason:
-                t.rows.append({"name": "original aquests (skitai 0.57)", "rps": None, "reason": reason})
-            else:
-                t.measure("original aquests (skitai 0.57)",
-                          client(OLD_PY, "http_aquests.py", "--url", h1, "--impl", "original"), **best3)
+            def original() -> dict:
+                reason = old_skitai_reason()
+                if reason:
+                    raise Unavailable(reason)
+                return run_client(OLD_PY, "http_aquests.py", "--url", h1, "--impl", "original", *common)
+
+            t.measure_all([
+                ("aiohttp", client(PEER_PY, "http_peers.py", "--lib", "aiohttp", "--url", h1)),
+                ("aquests HTTP/1.1", client(MAIN_PY, "http_aquests.py", "--url", h1, "--mode", "h1")),
+                ("aquests HTTP/2 (h2c)", client(MAIN_PY, "http_aquests.py", "--url", h2c, "--mode", "h2c")),
+                ("aquests awaitable HTTP/1.1", client(MAIN_PY, "http_aquests.py", "--url", h1, "--mode", "async")),
+                ("original aquests (skitai 0.57)", original),
+            ], rounds=3)
             t.measure("httpx", client(PEER_PY, "http_peers.py", "--lib", "httpx", "--url", h1))
     except Unavailable as exc:
         print(f"not available: {exc}")

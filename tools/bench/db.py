@@ -35,19 +35,23 @@ def _services():
 def _rows(table: Table, kind: str, target: str, peer: str) -> None:
     common = ("--n", N, "--concurrency", CONCURRENCY)
     port = target.rsplit(":", 1)[1]
-    table.measure(peer, lambda: run_client(PEER_PY, "db_peers.py", "--kind", kind, "--port", port, *common),
-                  repeat=3)
-    for api in ("async", "standalone"):
-        table.measure(f"aquests ({api})", lambda a=api: run_client(
-            MAIN_PY, "db_aquests.py", "--kind", kind, "--server", target, "--api", a, *common), repeat=3)
+
+    def ours(api: str):
+        return lambda: run_client(MAIN_PY, "db_aquests.py", "--kind", kind, "--server", target, "--api", api, *common)
+
+    table.measure_all([
+        (peer, lambda: run_client(PEER_PY, "db_peers.py", "--kind", kind, "--port", port, *common)),
+        ("aquests (async)", ours("async")),
+        ("aquests (standalone)", ours("standalone")),
+    ], rounds=3)
 
 
 def main() -> None:
     started = time.time()
     pg = Table("db_pg", "PostgreSQL: 20000 SELECT 1 on 10 connections", "asyncpg",
-               unit="q/s", note="one query in flight per connection; best of 3 runs")
+               unit="q/s", note="one query in flight per connection; best of 3 interleaved rounds")
     rd = Table("db_redis", "Redis: 20000 GET/SET (alternating) on 10 connections, no pipelining",
-               "redis-py asyncio", unit="ops/s", note="one command in flight per connection; best of 3 runs")
+               "redis-py asyncio", unit="ops/s", note="one command in flight per connection; best of 3 interleaved rounds")
     try:
         services = _services()
         for table, start, kind, peer in ((pg, services.start_postgres, "pg", "asyncpg"),

@@ -98,7 +98,8 @@ class Server:
         if "/" in exe and not os.path.exists(exe):
             raise Unavailable(f"{exe} is missing (run tools/bench/setup.sh)")
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.env}
-        env.pop("VIRTUAL_ENV", None)
+        for name in ("VIRTUAL_ENV", "PYTHONPATH"):
+            env.pop(name, None)
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 pinned(self.cpu, self.argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -206,6 +207,8 @@ def wrk(url: str, connections: int = 64, duration: int | None = None, threads: i
     err_parts = dict(zip(("connect", "read", "write", "timeout"), map(int, sock.groups()))) if sock else {}
     if non2xx:
         err_parts["non2xx"] = int(non2xx.group(1))
+    if total and int(total.group(1)) == 0:
+        err_parts["no_response"] = 1  # nothing completed in the whole run: a stall, not a result
     transfer = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", out)
     return {
         "rps": float(rps.group(1)),
@@ -255,8 +258,9 @@ def run_client(python: Path, script: str, *args: str, timeout: float = 120,
     if not Path(python).exists():
         raise Unavailable(f"{python} is missing (run tools/bench/setup.sh)")
     argv = pinned(CLIENT_CPU, [python, CLIENTS / script, *args])
-    full_env = {**os.environ, "PYTHONPATH": str(BENCH), **(env or {})}
-    full_env.pop("VIRTUAL_ENV", None)
+    full_env = {**os.environ, **(env or {})}
+    for name in ("VIRTUAL_ENV", "PYTHONPATH"):  # tools/bench must not shadow anything (h2.py vs h2)
+        full_env.pop(name, None)
     try:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=full_env)
     except subprocess.TimeoutExpired:

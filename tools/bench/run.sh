@@ -9,8 +9,9 @@ ALL=(http1 static client db h2 ws was)
 
 groups=("$@")
 ((${#groups[@]})) || groups=("${ALL[@]}")
+script() { [[ $1 == h2 ]] && echo http2.py || echo "$1.py"; }   # h2.py would shadow the h2 package
 for g in "${groups[@]}"; do
-  [[ -f "$BENCH/$g.py" ]] || { echo "unknown group: $g (choose from: ${ALL[*]})" >&2; exit 2; }
+  [[ " ${ALL[*]} " == *" $g "* ]] || { echo "unknown group: $g (choose from: ${ALL[*]})" >&2; exit 2; }
 done
 
 "$BENCH/setup.sh" || echo "run.sh: setup.sh reported a problem; measuring what can be measured" >&2
@@ -21,6 +22,6 @@ PY="$ROOT/.venv/bin/python"
 for g in "${groups[@]}"; do
   echo "== $g"
   # each group is bounded: a hung server or client cannot stall the whole run
-  (cd "$BENCH" && timeout --kill-after=10 420 "$PY" "$g.py") || echo "run.sh: group $g failed (exit $?)" >&2
+  (cd "$BENCH" && timeout --kill-after=10 420 "$PY" "$(script "$g")") || echo "run.sh: group $g failed (exit $?)" >&2
 done
 (cd "$BENCH" && "$PY" report.py)

@@ -8,6 +8,8 @@ Usage: python was.py
 from __future__ import annotations
 
 import time
+import urllib.error
+import urllib.request
 
 import servers
 from harness import (APPS, CLIENT_CPU, HOST, MAIN_PY, PEER_BIN, PEER_PY, Server, Table, Unavailable, free_port,
@@ -20,12 +22,8 @@ def _skitai(port: int, backend: str) -> Server:
     reason = servers.skitai_reason()
     if reason:
         raise Unavailable(reason)
-    probe = servers.probe_main("from skitai import was; was.get")
-    if probe:
-        raise Unavailable(f"was.get not there yet: {probe}")
     return Server("skitai was", [MAIN_PY, APPS / "was_skitai.py"], port,
-                  env={"BENCH_PORT": str(port), "BENCH_THREADS": "4", "BENCH_BACKEND": backend},
-                  ready_url=f"http://{HOST}:{port}/one")
+                  env={"BENCH_PORT": str(port), "BENCH_THREADS": "4", "BENCH_BACKEND": backend})
 
 
 def _waitress(port: int, backend: str) -> Server:
@@ -37,11 +35,26 @@ def _aiohttp(port: int, backend: str) -> Server:
     return Server("aiohttp", [PEER_PY, APPS / "was_aiohttp.py", str(port)], port, env={"BENCH_BACKEND": backend})
 
 
+def _check(url: str, srv: Server) -> None:
+    """One request before the load: a route that fails (was services missing...) is "not available"."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            r.read()
+    except urllib.error.HTTPError as exc:
+        body = exc.read().decode(errors="replace").strip().splitlines()
+        raise Unavailable(f"{url} answered {exc.code}: {(body or [''])[-1][:200]} {srv.log_tail()}") from None
+    except OSError as exc:
+        raise Unavailable(f"{url} failed: {exc}") from None
+
+
 def _measure(factory, backend: str, path: str):
     def run() -> dict:
         port = free_port()
-        with factory(port, backend).running():
-            return wrk(f"http://{HOST}:{port}{path}", 64)
+        srv = factory(port, backend)
+        with srv.running():
+            url = f"http://{HOST}:{port}{path}"
+            _check(url, srv)
+            return wrk(url, 64)
     return run
 
 

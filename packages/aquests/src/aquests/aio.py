@@ -11,7 +11,7 @@ from typing import Any
 from . import verbs
 from .http import url as urlmod
 from .http.client import Client
-from .http.pool import IDLE_TIMEOUT, MAX_PER_ORIGIN, PoolManager
+from .http.pool import IDLE_TIMEOUT, MAX_PER_ORIGIN, PoolManager, close_loop_pools
 from .response import Response
 from .rpc import grpc as grpcmod
 from .rpc import xmlrpc
@@ -96,6 +96,13 @@ class _Default(_Verbs):
 
 _default = _Default()
 request = _default.request
+
+
+async def close() -> None:
+    """Close the running loop's shared connections (module-level functions use them)."""
+    await close_loop_pools()
+
+
 upload = _default.upload
 rpc = _default.rpc
 grpc = _default.grpc

@@ -103,9 +103,10 @@ def daemonize(pidfile: str, output: str, serve: Callable[[Callable[[str], None]]
     rfd, wfd = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
-    if os.fork():                                  # the caller: wait for the daemon's word
+    first = os.fork()
+    if first:                                      # the caller: wait for the daemon's word
         os.close(wfd)
-        return _await_report(rfd, pidfile, wait, out)
+        return _await_report(rfd, first, pidfile, wait, out)
     os.close(rfd)
     os.setsid()
     if os.fork():
@@ -135,7 +136,7 @@ def daemonize(pidfile: str, output: str, serve: Callable[[Callable[[str], None]]
     os._exit(code)
 
 
-def _await_report(rfd: int, pidfile: str, wait: float, out) -> int:
+def _await_report(rfd: int, first: int, pidfile: str, wait: float, out) -> int:
     import select
     chunks = []
     deadline = time.monotonic() + wait
@@ -149,7 +150,7 @@ def _await_report(rfd: int, pidfile: str, wait: float, out) -> int:
         chunks.append(data)
     os.close(rfd)
     try:
-        os.waitpid(-1, 0)                          # the first child exits at once
+        os.waitpid(first, 0)                       # the first child exits at once
     except ChildProcessError:
         pass
     word = b"".join(chunks).decode("utf-8", "replace")

@@ -108,10 +108,25 @@ def _number(name: str, value: Any, kind: type) -> Any:
 
 
 def _limit_setter(field: dataclasses.Field) -> Any:
-    kind = float if field.type in ("float", float) else int
+    """``set_<name>(value)`` for one ``Limits`` field, checking the value by the field's type."""
+    kind = str(field.type)
 
-    def setter(value: int | float) -> None:
-        setattr(config.limits, field.name, _number(field.name, value, kind))
+    def check(value: Any) -> Any:
+        if kind in ("int", "float"):
+            return _number(field.name, value, float if kind == "float" else int)
+        if kind == "bool":
+            if not isinstance(value, bool):
+                raise TypeError(f"{field.name} must be True or False, not {value!r}")
+            return value
+        if kind.startswith("tuple[str"):
+            items = (value,) if isinstance(value, str) else tuple(value)
+            if not all(isinstance(v, str) for v in items):
+                raise TypeError(f"{field.name} must be str values, not {value!r}")
+            return items
+        return value
+
+    def setter(value: Any) -> None:
+        setattr(config.limits, field.name, check(value))
 
     setter.__name__ = f"set_{field.name}"
     setter.__doc__ = f"Set ``Limits.{field.name}`` (default {field.default!r})."
@@ -141,10 +156,13 @@ def set_max_rcache(objmax: int) -> None:
 
 
 def enable_ssl(certfile: str, keyfile: str | None = None, passphrase: str | None = None) -> None:
-    """Serve HTTPS on the main port (a PEM holding both cert and key may be given alone)."""
-    for what, path in (("certfile", certfile), ("keyfile", keyfile)):
-        if path is not None and not os.path.isfile(os.path.join(workdir(), path)):
-            raise FileNotFoundError(f"enable_ssl: {what} {path!r} not found")
+    """Serve HTTPS on the main port.
+
+    The spec's openssl command writes key and certificate into one PEM: then ``keyfile`` may be that
+    file, None, or a name that does not exist (``skitai.tls`` takes the key from the certificate file).
+    """
+    if not isinstance(certfile, str) or not os.path.isfile(os.path.join(workdir(), certfile)):
+        raise FileNotFoundError(f"enable_ssl: certificate file {certfile!r} not found")
     config.certfile = os.path.join(workdir(), certfile)
     config.keyfile = os.path.join(workdir(), keyfile) if keyfile else None
     config.passphrase = passphrase

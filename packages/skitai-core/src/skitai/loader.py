@@ -90,7 +90,10 @@ def check(mount: Mount, workdir: str) -> Mount:
 
 
 def find_path(target: str, workdir: str) -> str:
-    """The absolute app file (``.py``) or static directory a str target names."""
+    """The absolute app file (``.py``) or static directory a str target names.
+
+    A directory comes back with a trailing separator: that is what marks a checked target as static.
+    """
     base = os.path.normpath(os.path.join(workdir, target))
     candidates = [base] if base.endswith(".py") else [base + ".py", os.path.join(base, "app.py")]
     for c in candidates:
@@ -280,7 +283,9 @@ def module_holding(app: Any, appname: str, source: str | None) -> types.ModuleTy
              getattr(app, "import_name", None)]
     candidates = [sys.modules.get(n) for n in names if isinstance(n, str)]
     if source:
-        candidates += [m for m in list(sys.modules.values()) if _same(getattr(m, "__file__", None), source)]
+        wanted = os.path.abspath(source)
+        candidates += [m for m in list(sys.modules.values())
+                       if isinstance(getattr(m, "__file__", None), str) and os.path.abspath(m.__file__) == wanted]
     for module in candidates:
         if module is not None and getattr(module, "__file__", None) and getattr(module, appname, None) is app:
             return module

@@ -37,9 +37,11 @@ class MountTable:
 
     def __init__(self) -> None:
         self.routes: dict[str, Route] = {}
+        self.depth = 0            # segments of the deepest point: longer paths are cut there first
 
     def add(self, point: str, handler: Any, static: bool = False, label: str = "") -> None:
         key = quote(point.rstrip("/") or "/", safe="/:@!$&'()*+,;=-._~%")
+        self.depth = max(self.depth, key.count("/") if key != "/" else 0)
         route = self.routes.setdefault(key, Route(key))
         slot = "static" if static else "handler"
         if getattr(route, slot) is not None:
@@ -49,7 +51,13 @@ class MountTable:
     def match(self, path: str) -> tuple[Route, str] | None:
         """The route for a raw request path and the rest of the path after its point."""
         routes = self.routes
-        probe = path
+        probe, cut = path, 0
+        for _ in range(self.depth):
+            cut = path.find("/", cut + 1)
+            if cut < 0:
+                break
+        else:
+            probe = path[:cut] or "/"
         while True:
             route = routes.get(probe)
             if route is not None:
@@ -122,7 +130,7 @@ class Router:
 
     def __call__(self, exchange: Any) -> Any:
         request = exchange.request
-        table = self.host_table(request.host)
+        table = self.default if not (self.exact or self.suffixes) else self.host_table(request.host)
         if table is None:
             return exchange.error(404, "No site is served for this host name.")
         path = request.path

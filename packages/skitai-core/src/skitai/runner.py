@@ -85,7 +85,7 @@ def serve_process(config: Config, found: list[plugins.Plugin], report: Report | 
     from .http.server import new_event_loop
 
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        install_was(config, runner.get_loop())
+        install_was(config, runner.get_loop(), found)
         for target in site.apps():
             hooks.start(target.app, target.point)
         try:
@@ -93,38 +93,46 @@ def serve_process(config: Config, found: list[plugins.Plugin], report: Report | 
         finally:
             for target in site.apps():
                 hooks.cleanup(site.current_app(target))
-            install_was(None, None)
+            install_was(None, runner.get_loop())
 
 
-def install_was(config: Config | None, loop: Any) -> None:
-    """Give this process its ``was`` services (issue 4) on ``loop``; None takes them away."""
-    from .was import binding
+def install_was(config: Config | None, loop: Any, found: list[plugins.Plugin] | None = None) -> None:
+    """Give this process its ``was`` services (issue 4) on ``loop``; ``config=None`` takes ``loop``'s away."""
+    from .services import binding
 
     if config is None:
-        binding.install(None)
+        binding.install(None, loop)
         return
-    from .was.server import Wasc
-    binding.install(Wasc(config, loop))
+    from .services.server import Wasc
+    binding.install(Wasc(config, loop, services=plugin_services(found)))
 
 
-def event_loop_runner() -> Callable[[Any], Any]:
-    """``run(coroutine)`` on a fresh loop (uvloop when installed), cleaned up like ``asyncio.run``."""
-    from .http.server import new_event_loop
+def plugin_services(found: list[plugins.Plugin] | None) -> dict[str, Any]:
+    """``was.<name>`` objects the plugins contribute (``was.email``)."""
+    services: dict[str, Any] = {}
+    for plugin in plugins.discover() if found is None else found:
+        try:
+            services.update(plugin.was_services() or {})
+        except Exception:
+            log.exception("plugin %s: was_services() failed", plugin.name)
+    return services
 
-    def run(main: Any) -> Any:
-        with asyncio.Runner(loop_factory=new_event_loop) as runner:
-            return runner.run(main)
-    return run
+
+def watch_was(servers: list[Any], stop: asyncio.Event | None = None) -> None:
+    """Let ``was.status()`` show the listeners' counters and ``was.shutdown()`` set ``stop``."""
+    from .services import binding
+
+    wasc = binding.server_context()
+    if wasc is not None:
+        wasc.watch(servers, stop)
 
 
 def ssl_context(config: Config) -> Any:
     """The TLS context of ``enable_ssl()`` (None for plain HTTP)."""
     if not config.certfile:
         return None
-    import ssl
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(config.certfile, config.keyfile or None, config.passphrase or None)
-    return ctx
+    from .tls import make_ssl_context      # ALPN h2/http1.1, one-PEM key+cert, clear errors
+    return make_ssl_context(config)
 
 
 async def listen(config: Config, site: Site) -> list[Any]:
@@ -161,6 +169,10 @@ async def _listen(config: Config, dispatch: Any, ssl: Any = None, **hooks: Any) 
 
 
 async def close(servers: list[Any], timeout: float) -> None:
+    from .http2 import goaway_all          # HTTP/2 connections say GOAWAY and finish their streams
+    from .websocket.protocol import close_all
+    goaway_all()
+    close_all()                            # WebSockets close with 1001 (going away)
     for server in servers:
         server.close()
     await asyncio.gather(*(s.wait_closed(timeout) for s in servers), return_exceptions=True)
@@ -182,6 +194,7 @@ async def serve_site(config: Config, site: Site, report: Report | None = None,
         if report:
             report(reason_of(e))
         raise
+    watch_was(servers, stop)
     announce(config, site, servers)
     if report:
         report("")
@@ -238,6 +251,7 @@ class Running:
         servers = await listen(self.config, self.site)
         self.port = servers[0].port
         install_was(self.config, asyncio.get_running_loop())
+        watch_was(servers, self._stop)
         for target in self.site.apps():
             hooks.start(target.app, target.point)
         self._ready.set()
@@ -247,7 +261,7 @@ class Running:
             await close(servers, self.config.stop_timeout)
             for target in self.site.apps():
                 hooks.cleanup(self.site.current_app(target))
-            install_was(None, None)
+            install_was(None, asyncio.get_running_loop())
 
     def stop(self) -> None:
         if self._loop is not None and self._stop is not None and self._thread.is_alive():

@@ -10,6 +10,8 @@ cursors, one query in flight per connection (the pool guarantees it).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import socket
 from typing import Any, Sequence
 
 from .args import PG_PORT, check_params, parse_auth, parse_server
@@ -63,6 +65,7 @@ class PgConnection:
     async def open(cls, dsn: str) -> PgConnection:
         _require()
         loop = asyncio.get_running_loop()
+        dsn = await _resolved(dsn, loop)
         self = cls(psycopg2.connect(dsn, async_=1), loop)
         try:
             await self._wait()
@@ -134,6 +137,8 @@ class PgConnection:
                 self._broken = True
             self._finish(exc)
             return
+        if self._cursor is None:
+            self._follow_socket()
         if state == _ext.POLL_OK:
             self._finish(None)
         elif state == _ext.POLL_WRITE:
@@ -143,6 +148,18 @@ class PgConnection:
         elif self._writing:  # POLL_READ: the reader is always registered
             self._loop.remove_writer(self._fd)
             self._writing = False
+
+    def _follow_socket(self) -> None:
+        """While connecting, libpq opens a new socket for each address it tries: follow it."""
+        fd = self._conn.fileno()
+        if fd == self._fd or fd < 0:
+            return
+        self._loop.remove_reader(self._fd)
+        if self._writing:
+            self._loop.remove_writer(self._fd)
+            self._writing = False
+        self._fd = fd
+        self._loop.add_reader(fd, self._on_readable)
 
     def _finish(self, exc: BaseException | None) -> None:
         self._deadline.done()
@@ -239,6 +256,22 @@ def _response(desc: Any, records: list | None, rowcount: int, *, url: str, meta:
               elapsed: float) -> DBResponse:
     rows = make_rows([d.name for d in desc], records) if desc is not None else []
     return DBResponse(rows, desc, url=url, method="execute", meta=meta, rowcount=rowcount, elapsed=elapsed)
+
+
+async def _resolved(dsn: str, loop: asyncio.AbstractEventLoop) -> str:
+    """Look the host name up on the loop and hand libpq the address (its own lookup would block)."""
+    params = _ext.parse_dsn(dsn)
+    host = params.get("host", "")
+    if not host or "hostaddr" in params or host.startswith("/") or "," in host:
+        return dsn
+    try:
+        ipaddress.ip_address(host)
+        return dsn
+    except ValueError:
+        pass
+    infos = await loop.getaddrinfo(host, params.get("port") or PG_PORT, type=socket.SOCK_STREAM)
+    addrs = list(dict.fromkeys(info[4][0] for info in infos))  # libpq tries them in order, as it would
+    return _ext.make_dsn(dsn, host=",".join([host] * len(addrs)), hostaddr=",".join(addrs))
 
 
 def _is_sql_error(exc: BaseException) -> bool:

@@ -96,6 +96,7 @@ class BodyStream:
         self._paused = False
         self.timeout: float | None = None
         self.on_close: Callable[[], None] | None = None
+        self.on_eof: Callable[[], None] | None = None  # e.g. to pick up HTTP/2 trailers
 
     # -- producer side (the protocol) --
     def feed(self, data: bytes) -> None:
@@ -108,6 +109,8 @@ class BodyStream:
 
     def feed_eof(self) -> None:
         self._eof = True
+        if self.on_eof is not None:
+            self.on_eof()
         self._wakeup()
 
     def set_exception(self, exc: BaseException) -> None:

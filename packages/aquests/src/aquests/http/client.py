@@ -6,7 +6,6 @@ exception; bad arguments raise ValueError/TypeError when the request is built.
 from __future__ import annotations
 
 import asyncio
-import http
 import json as _json
 import time
 from collections.abc import Mapping
@@ -15,7 +14,7 @@ from urllib.parse import urlencode
 
 from .. import codes
 from ..response import Headers, Response
-from . import multipart, redirects, tls
+from . import exchange_h1, exchange_h2, multipart, redirects, tls
 from . import url as urlmod
 from .auth import Auth, digest_header, parse_challenge
 from .body import Body, make_body
@@ -27,19 +26,9 @@ from .h2 import H2Connection, H2Stream
 from .pool import IDLE_TIMEOUT, MAX_PER_ORIGIN, OriginPool, PoolManager, for_loop
 from .proxy import Proxy
 
-USER_AGENT = "aquests/1.0"
-_HOP_BY_HOP = frozenset((b"connection", b"host", b"keep-alive", b"transfer-encoding", b"upgrade",
-                         b"proxy-connection"))
 
 
 _EMPTY = Body(b"")
-
-
-def _phrase(status: int) -> str:
-    try:
-        return http.HTTPStatus(status).phrase
-    except ValueError:
-        return ""
 
 
 def _check_header(name: str, value: str) -> None:
@@ -232,15 +221,18 @@ class Client:
                     deadlines = self.pools.deadlines
                     deadlines.add(conn, tmo)
                     try:
-                        return await self._h1(conn, pool, method, u, hdrs, body, stream, px, tmo)
+                        return await exchange_h1.exchange(conn, pool, method, u, hdrs, body, stream, px, tmo,
+                                                         self._heads)
                     finally:
                         deadlines.discard(conn)
                 async with asyncio.timeout(tmo):
                     conn = await pool.acquire(may_h2)
                     if conn.http2:
-                        return await self._h2(conn, pool, method, u, hdrs, body, stream, tmo)
+                        return await exchange_h2.exchange(conn, pool, method, u, hdrs, body, stream, tmo,
+                                                         self.max_body_size)
                     reused = conn.served > 0
-                    return await self._h1(conn, pool, method, u, hdrs, body, stream, px, tmo)
+                    return await exchange_h1.exchange(conn, pool, method, u, hdrs, body, stream, px, tmo,
+                                                         self._heads)
             except Exception as exc:  # noqa: BLE001 - every failure becomes a Response
                 stale = (attempt == 0 and conn is not None and not conn.http2 and reused
                          and isinstance(exc, (ConnectionClosed, ConnectionResetError, BrokenPipeError))
@@ -271,69 +263,7 @@ class Client:
             pool = pools.get(key, opener)
         return pool, may_h2
 
-    # -- HTTP/1.1 -------------------------------------------------------------------------------
-    async def _h1(self, conn: H1Connection, pool: OriginPool, method: str, u: urlmod.URL,
-                  hdrs: dict[str, str], body: Body, stream: bool, px: Proxy | None, tmo: float) -> Response:
-        n = body.length
-        plain = not hdrs and px is None
-        head = self._heads.get((method, u, n)) if plain else None
-        if head is None:
-            head = self._h1_head(method, u, hdrs, n, px)
-            if plain:
-                if len(self._heads) >= 256:
-                    self._heads.clear()
-                self._heads[(method, u, n)] = head
-        if stream:
-            conn.on_idle = pool.release
-        try:
-            await conn.request(head, body, head_only=method == "HEAD", stream=stream)
-        except BaseException:
-            conn.on_idle = None
-            pool.release(conn)
-            raise
-        resp = Response(conn.status, conn.reason.decode("latin-1"), headers=Headers.from_raw(conn.headers),
-                        url=u.full, method=method, version="1.1")
-        if conn.stream is not None:
-            resp.stream = conn.stream
-            resp.stream.timeout = tmo
-        else:
-            conn.on_idle = None
-            resp.content = b"".join(conn.body) if len(conn.body) != 1 else conn.body[0]
-            pool.release(conn)
-        return resp
-
-    @staticmethod
-    def _h1_head(method: str, u: urlmod.URL, hdrs: dict[str, str], n: int | None, px: Proxy | None) -> bytes:
-        target = u.full if (px is not None and u.scheme == "http") else u.target
-        lines = [f"{method} {target} HTTP/1.1\r\nhost: {u.authority}\r\n"]
-        if "user-agent" not in hdrs:
-            lines.append(f"user-agent: {USER_AGENT}\r\n")
-        for k, v in hdrs.items():
-            lines.append(f"{k}: {v}\r\n")
-        if px is not None and px.auth and u.scheme == "http":
-            lines.append(f"proxy-authorization: {px.auth}\r\n")
-        if n is None:
-            lines.append("transfer-encoding: chunked\r\n")
-        elif n or method in ("POST", "PUT", "PATCH"):
-            lines.append(f"content-length: {n}\r\n")
-        lines.append("\r\n")
-        return "".join(lines).encode("latin-1")
-
-    # -- HTTP/2 ---------------------------------------------------------------------------------
-    def h2_headers(self, method: str, u: urlmod.URL, hdrs: Mapping[str, str],
-                   length: int | None) -> list[tuple[bytes, bytes]]:
-        out = [(b":method", method.encode()), (b":scheme", u.scheme.encode()),
-               (b":authority", u.authority.encode()), (b":path", u.target.encode())]
-        if "user-agent" not in hdrs:
-            out.append((b"user-agent", USER_AGENT.encode()))
-        for k, v in hdrs.items():
-            kb = k.encode("latin-1")
-            if kb not in _HOP_BY_HOP:
-                out.append((kb, v.encode("latin-1")))
-        if length:
-            out.append((b"content-length", str(length).encode()))
-        return out
-
+    # -- HTTP/2 streams (gRPC) ----------------------------------------------------------------
     async def open_stream(self, u: urlmod.URL, headers: list[tuple[bytes, bytes]], *,
                           end_stream: bool = False, timeout: float | None = None) -> H2Stream:
         """An HTTP/2 stream to ``u`` (h2c prior knowledge for http://): gRPC's transport.
@@ -354,70 +284,12 @@ class Client:
         st.on_done = lambda: pool.release(conn)
         return st
 
-    async def _h2(self, conn: H2Connection, pool: OriginPool, method: str, u: urlmod.URL,
-                  hdrs: dict[str, str], body: Body, stream: bool, tmo: float) -> Response:
-        has_body = body.data is None or bool(body.data)
-        try:
-            st = conn.open_stream(self.h2_headers(method, u, hdrs, body.length), not has_body)
-        except BaseException:
-            pool.release(conn)
-            raise
-        st.on_done = lambda: pool.release(conn)
-        try:
-            if has_body:
-                if body.data is not None:
-                    await st.send(body.data, True)
-                else:
-                    async for chunk in body.chunks():
-                        await st.send(chunk)
-                    st.end()
-            raw = await st.response()
-            resp = h2_response(raw, u, method)
-            if stream:
-                resp.stream = st.body
-                resp.stream.timeout = tmo
-                resp.stream.on_close = st.reset if not st.ended else None
-                return resp
-            resp.content = await read_limited(st.body, self.max_body_size)
-        except BaseException:
-            if not st.ended:
-                st.reset()
-            raise
-        if st.trailers:
-            resp.trailers = Headers([(k.decode("latin-1"), v.decode("latin-1")) for k, v in st.trailers])
-        return resp
-
-
-def h2_response(raw: list[tuple[bytes, bytes]], u: urlmod.URL, method: str) -> Response:
-    status = 0
-    items = []
-    for k, v in raw:
-        if k == b":status":
-            status = int(v)
-        elif not k.startswith(b":"):
-            items.append((k.decode("latin-1"), v.decode("latin-1")))
-    if not status:
-        raise ProtocolError("HTTP/2 response without :status")
-    return Response(status, _phrase(status), headers=Headers(items), url=u.full, method=method, version="2")
-
-
-async def read_limited(stream, limit: int) -> bytes:
-    parts = []
-    size = 0
-    while chunk := await stream.read_chunk():
-        size += len(chunk)
-        if size > limit:
-            raise ProtocolError(f"response body exceeds the {limit}-byte limit (use stream=True)")
-        parts.append(chunk)
-    return b"".join(parts)
-
-
 async def _discard(resp: Response) -> None:
     """Drain (or drop) a streamed body we are not going to hand out."""
     if resp.stream is not None:
         try:
             async with asyncio.timeout(5):
-                resp.content = await read_limited(resp.stream, 1024 * 1024)
+                resp.content = await exchange_h2.read_limited(resp.stream, 1024 * 1024)
         except (ClientError, TimeoutError, OSError):
             resp.stream.close()
         resp.stream = None

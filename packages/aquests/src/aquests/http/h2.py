@@ -85,6 +85,7 @@ class H2Connection(asyncio.Protocol):
         self._drain = asyncio.Event()
         self._drain.set()
         self._flush_pending = False
+        self._head: bytes | None = b""  # the first bytes received, until they prove to be HTTP/2
 
     # -- asyncio.Protocol -----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -114,6 +115,18 @@ class H2Connection(asyncio.Protocol):
         self._drain.set()
 
     def data_received(self, data: bytes) -> None:
+        if self._head is not None:
+            # a server's first frame is SETTINGS (type 4); anything else is not HTTP/2 at all,
+            # and h2 would just wait for the rest of a "frame" that never comes
+            self._head += data
+            if len(self._head) < 9:
+                return
+            data, self._head = self._head, None
+            if data[3] != 4:
+                self._fail_all(ProtocolError(f"HTTP/2 protocol error: the server answered {bytes(data[:24])!r}, "
+                                             f"not HTTP/2 SETTINGS"))
+                self.close()
+                return
         try:
             events = self.h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:

@@ -14,7 +14,8 @@ from typing import Any, Callable
 from urllib.parse import unquote
 
 from .. import codes
-from ..http.client import Client, h2_response
+from ..http.client import Client
+from ..http.exchange_h2 import response_from
 from ..http.errors import ClientError, ConnectionClosed, ProtocolError, classify
 from ..http.h2 import H2Stream
 from ..http.url import URL
@@ -118,7 +119,7 @@ class GrpcCall:
     async def headers(self) -> Response:
         """The response head (a Response without data yet)."""
         if self.response is None:
-            self.response = h2_response(await self.st.response(), self.url, "POST")
+            self.response = response_from(await self.st.response(), self.url, "POST")
             if self.response.status_code != 200:
                 raise ProtocolError(f"gRPC server answered HTTP {self.response.status_code}")
         return self.response
@@ -224,6 +225,31 @@ async def _send_all(call: GrpcCall, request: Any) -> None:
     call.done_writing()
 
 
+async def _replies(call: GrpcCall, request: Any) -> AsyncIterator[Any]:
+    """Send the request message(s) while yielding the replies; a sender error wins over the read."""
+    sender = asyncio.ensure_future(_send_all(call, request))
+
+    def _sender_done(t: asyncio.Future) -> None:
+        if not t.cancelled() and t.exception() is not None:
+            call.cancel()  # stop waiting for replies to a request we could not send
+    sender.add_done_callback(_sender_done)
+    try:
+        async for m in call:
+            yield m
+    except Exception:
+        if sender.done() and not sender.cancelled() and sender.exception() is not None:
+            raise sender.exception() from None
+        raise
+    finally:
+        if not sender.done():
+            sender.cancel()
+            call.cancel()
+        try:
+            await sender
+        except (asyncio.CancelledError, Exception):  # noqa: BLE001 - already reported above
+            pass
+
+
 async def invoke(client: Client, u: URL, method, request: Any, *, timeout: float | None = None,
                  metadata: Any = None) -> Response:
     """Run a whole call; ``data`` is the reply (or the list of replies for server streaming)."""
@@ -233,16 +259,7 @@ async def invoke(client: Client, u: URL, method, request: Any, *, timeout: float
     try:
         async with asyncio.timeout(tmo):
             call = await open_call(client, u, method, timeout=tmo, metadata=metadata)
-            sender = asyncio.ensure_future(_send_all(call, request))
-            try:
-                replies = [m async for m in call]
-            finally:
-                if not sender.done():
-                    sender.cancel()
-                try:
-                    await sender
-                except (asyncio.CancelledError, ClientError):
-                    pass
+            replies = [m async for m in _replies(call, request)]
     except GrpcError as exc:
         resp = call.response
         resp.grpc_status, resp.grpc_message = exc.status, exc.message
@@ -253,7 +270,7 @@ async def invoke(client: Client, u: URL, method, request: Any, *, timeout: float
         if call is not None:
             call.cancel()
         code, reason = classify(exc)
-        if isinstance(exc, (TypeError, ValueError)) and not isinstance(exc, ClientError):
+        if isinstance(exc, (TypeError, ValueError)) and not isinstance(exc, (ClientError, OSError)):
             code, reason = codes.REQUEST_FAILED, f"{type(exc).__name__}: {exc}"
         return Response.failed(code, reason, url=call_url(u, method), method="POST", error=exc)
     resp = call.response
@@ -283,14 +300,8 @@ class GrpcMethod:
                      metadata: Any = None) -> AsyncIterator[Any]:
         """Yield replies as they arrive (raises GrpcError on a non-OK status)."""
         call = await self.open(timeout=timeout, metadata=metadata)
-        sender = asyncio.ensure_future(_send_all(call, request))
-        try:
-            async for m in call:
-                yield m
-        finally:
-            if not sender.done():
-                sender.cancel()
-                call.cancel()
+        async for m in _replies(call, request):
+            yield m
 
 
 class GrpcStub:

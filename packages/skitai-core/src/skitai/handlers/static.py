@@ -50,13 +50,14 @@ _REDIRECT = object()      # a directory without its slash, holding an index file
 _BARE_DIR = object()      # a directory without its slash and without an index file (still redirected)
 
 
-def _open_regular(real: str) -> IO[bytes]:
-    """Open a regular file for reading; O_NONBLOCK keeps a FIFO swapped in meanwhile from blocking."""
+def _open_regular(real: str) -> tuple[IO[bytes], os.stat_result]:
+    """Open a regular file for reading, with its ``fstat``; O_NONBLOCK keeps a FIFO swapped in from blocking."""
     fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
             raise IsADirectoryError(real)
-        return os.fdopen(fd, "rb", buffering=0)
+        return os.fdopen(fd, "rb", buffering=0), st
     except BaseException:
         os.close(fd)
         raise
@@ -172,8 +173,8 @@ class StaticHandler:
     def _load(self, real: str, ctype: str, cache_control: str | None, now: float) -> Entry | None:
         """Build an entry from the file itself, reading its content when it is small enough to keep."""
         try:
-            with _open_regular(real) as f:
-                st = os.fstat(f.fileno())
+            f, st = _open_regular(real)
+            with f:
                 body = f.read() if self.cache.keeps(st.st_size) else None
         except OSError:
             return None
@@ -224,8 +225,7 @@ class StaticHandler:
         if entry.body is not None:
             return self._answer(exchange, entry, None)
         try:
-            f = _open_regular(entry.real)
-            st = os.fstat(f.fileno())
+            f, st = _open_regular(entry.real)
         except OSError:
             self.cache.discard(path)
             exchange.error(404)

@@ -94,6 +94,11 @@ class BaseExchange:
     async def sendfile(self, file: IO[bytes], offset: int, count: int) -> None:
         raise NotImplementedError
 
+    def abort(self) -> None:
+        """Give up on a started answer; protocols reset the stream or close the connection."""
+        self.closed = True
+        self.state = DONE
+
     def upgrade(self, protocol_factory: Callable[[], Any], headers: list[tuple[str, str]] | None = None):
         raise NotImplementedError(f"{type(self).__name__} cannot switch protocols")
 
@@ -326,6 +331,16 @@ class H1Exchange(BaseExchange):
         self.bytes_out += count
         if self.mode == CHUNKED:
             t.write(b"\r\n")
+
+    def abort(self) -> None:
+        """Give up on a started answer (the handler failed mid-stream): the connection is closed so the
+        client sees a truncated answer, never a clean end."""
+        if self.state == DONE and self.closed:
+            return
+        self.closed = True
+        self.state = DONE
+        self.keep = False
+        self.proto.abort_exchange(self)
 
     # ---- back-pressure and protocol switch ------------------------------------------------------
     def when_writable(self, callback: Callable[[], None]) -> None:

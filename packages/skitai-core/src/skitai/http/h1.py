@@ -75,6 +75,7 @@ class H1Protocol(asyncio.Protocol):
         self.receiving: H1Exchange | None = None      # whose body the parser is feeding
         self.write_paused = False
         self.closing = False
+        self.peer_eof = False
         self.conn_no = 0
         self.req_no = 0
         self.client: tuple = ("", 0)
@@ -132,7 +133,15 @@ class H1Protocol(asyncio.Protocol):
         self._wake_writers()
 
     def eof_received(self) -> bool:
-        # The client will send nothing more; answers still in progress may finish (half-close).
+        """The client sends nothing more: a request still coming in is abandoned; answers already in
+        progress may finish (half-close), then the connection closes."""
+        self.peer_eof = True
+        rec = self.receiving
+        if rec is not None or self._in_head:
+            if rec is not None:
+                rec.closed = True
+                rec.request.body.fail(ClientDisconnected("the client closed while sending its request"))
+            return False
         if self.active is None and not self.queue:
             return False
         return True
@@ -443,7 +452,16 @@ class H1Protocol(asyncio.Protocol):
             ex.keep = False
             ex.error(500, "")
         elif ex.state == STREAMING:
-            ex.closed = True
+            ex.abort()
+
+    def abort_exchange(self, ex: H1Exchange) -> None:
+        """A started answer cannot be finished: flush what was written and close."""
+        if ex is self.active:
+            self.active = None
+        self.closing = True
+        self.parser = None
+        self.queue.clear()
+        if self.transport is not None:
             self.transport.close()
 
     def response_done(self, ex: H1Exchange) -> None:
@@ -459,7 +477,7 @@ class H1Protocol(asyncio.Protocol):
             ex.request.body.discard()
         elif ex.request.body is not EMPTY_BODY:
             ex.request.body.discard()
-        if not ex.keep:
+        if not ex.keep or (self.peer_eof and not self.queue):
             self.queue.clear()
             self._linger()
             return

@@ -136,7 +136,16 @@ class H2Exchange(BaseExchange):
             await self.write(chunk)
 
     def push(self, path: str, headers: list[tuple[str, str]] | None = None) -> None:
-        self.proto.push(self, path, headers or [])
+        """Promise ``path`` (``was.response.hint_promise``). Callable from a worker thread too: the promise
+        then crosses to the loop ahead of the answer the same thread posts afterwards."""
+        try:
+            on_loop = asyncio.get_running_loop() is self.loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop:
+            self.proto.push(self, path, headers or [])
+        else:
+            self.loop.call_soon_threadsafe(self.proto.push, self, path, headers or [])
 
     def when_writable(self, callback: Callable[[], None]) -> None:
         if self.outbox.size < self.outbox.high_water and not self.proto.write_paused:

@@ -53,9 +53,12 @@ class _Connection(H2Connection):
 
 
 def goaway_all() -> None:
-    """Shutdown: every HTTP/2 connection says GOAWAY (NO_ERROR) and closes once its streams are answered."""
+    """Shutdown (on the loop): every HTTP/2 connection of this loop says GOAWAY (NO_ERROR) and closes
+    once its streams are answered."""
+    loop = asyncio.get_running_loop()
     for proto in list(CONNECTIONS):
-        proto.shutdown()
+        if proto.loop is loop:
+            proto.shutdown()
 
 
 class H2Protocol(asyncio.Protocol):
@@ -153,10 +156,15 @@ class H2Protocol(asyncio.Protocol):
             self._flush()
             self._close()
             return
-        for event in events:
-            handler = self._handlers.get(type(event))
-            if handler is not None:
-                handler(self, event)
+        try:
+            for event in events:
+                handler = self._handlers.get(type(event))
+                if handler is not None:
+                    handler(self, event)
+        except Exception:                 # a bug of ours must cost this connection only
+            log.exception("HTTP/2 connection from %s failed", self.client[0])
+            self.goaway(ErrorCodes.INTERNAL_ERROR)
+            return
         self._flush()
 
     def _on_request(self, event: RequestReceived) -> None:
@@ -312,7 +320,15 @@ class H2Protocol(asyncio.Protocol):
 
     def stream_done(self, ex: H2Exchange) -> None:
         self.exchanges.pop(ex.stream_id, None)
-        ex.request.body.discard()
+        body = ex.request.body
+        if body is not EMPTY_BODY and not body.complete and not ex.closed:
+            # answered before the whole body came: stop the upload (RFC 9113 8.1)
+            try:
+                self.conn.reset_stream(ex.stream_id, ErrorCodes.NO_ERROR)
+            except ProtocolError:
+                pass
+            self._flush_soon()
+        body.discard()
         if self.closing and not self.exchanges:
             self._flush()
             self._close()

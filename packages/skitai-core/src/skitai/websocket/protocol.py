@@ -11,6 +11,7 @@ import asyncio
 import os
 import threading
 import time
+import weakref
 from typing import Any, Protocol
 
 from wsproto.connection import Connection, ConnectionState, ConnectionType
@@ -18,7 +19,18 @@ from wsproto.events import BytesMessage, CloseConnection, Message, Ping, Pong, T
 from wsproto.frame_protocol import CloseReason
 from wsproto.utilities import LocalProtocolError
 
+from skitai.wsgi.threadpool import inbox_for
+
 NORMAL, GOING_AWAY, TOO_BIG = 1000, 1001, 1009
+CONNECTIONS: weakref.WeakSet = weakref.WeakSet()       # open WebSockets, for a going-away close on shutdown
+
+
+def close_all(code: int = GOING_AWAY, reason: str = "server shutdown") -> None:
+    """Shutdown (on the loop): every open WebSocket of this loop starts the close handshake."""
+    loop = asyncio.get_running_loop()
+    for ws in list(CONNECTIONS):
+        if ws.loop is loop:
+            ws.close(code, reason)
 
 
 class Session(Protocol):
@@ -51,11 +63,13 @@ class WebSocketProtocol(asyncio.Protocol):
         self._writable = threading.Event()
         self._writable.set()
         self._paused_by: set[str] = set()
+        self._inbox = None
 
     # -- asyncio side ---------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.loop = self.loop or asyncio.get_running_loop()
+        CONNECTIONS.add(self)
         self._schedule()
         self.session.opened(self)
 
@@ -71,6 +85,7 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        CONNECTIONS.discard(self)
         if self._timer:
             self._timer.cancel()
         self._writable.set()
@@ -164,12 +179,20 @@ class WebSocketProtocol(asyncio.Protocol):
 
     # -- from other threads ---------------------------------------------------------------------
     def send_threadsafe(self, message: str | bytes) -> None:
-        """Send from a worker thread; blocks while the client reads slower than we write."""
-        self.loop.call_soon_threadsafe(self.send, message)
-        self._writable.wait(self.limits.network_timeout)
+        """Send from a worker thread; blocks while the client reads slower than we write.
+        Sends of many threads in one loop turn share one wake-up of the loop (``LoopInbox``)."""
+        self._post(self.send, message)
+        if not self._writable.is_set():
+            self._writable.wait(self.limits.network_timeout)
 
     def close_threadsafe(self, code: int = NORMAL, reason: str = "") -> None:
-        self.loop.call_soon_threadsafe(self.close, code, reason)
+        self._post(self.close, code, reason)         # behind the sends posted before it
+
+    def _post(self, fn, *args) -> None:
+        inbox = self._inbox
+        if inbox is None:
+            inbox = self._inbox = inbox_for(self.loop)
+        inbox.post(fn, *args)
 
     def pause(self, who: str = "queue") -> None:
         """Stop reading (a handler is behind); ``resume`` undoes it."""

@@ -18,7 +18,7 @@ import io
 import logging
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote_plus, urlencode
 
 from skitai.http.errors import error_page
 
@@ -93,10 +93,10 @@ def reply_of(headers: list[tuple[str, str]], items: list) -> str | bytes | None:
     return body
 
 
-def _with_arg(query: str, name: str, value: str | bytes) -> str:
+def _query_prefix(query: str, name: str) -> str:
+    """The connection's query string without ``name``, ready for ``name=<message>`` to be appended."""
     pairs = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != name]
-    pairs.append((name, value))
-    return urlencode(pairs)
+    return (urlencode(pairs) + "&" if pairs else "") + quote_plus(name) + "="
 
 
 class WSGIWebSocket:
@@ -104,7 +104,7 @@ class WSGIWebSocket:
 
     def __init__(self, app: Callable, base_env: dict, cfg: WSConfig) -> None:
         self.app, self.base, self.cfg = app, base_env, cfg
-        self.query = base_env.get("QUERY_STRING", "")
+        self.prefix = _query_prefix(base_env.get("QUERY_STRING", ""), cfg.varnames[0]) if cfg.varnames else ""
 
     def __call__(self, event: Any, message: Any, sender: Any) -> Any:
         env = dict(self.base)
@@ -113,9 +113,9 @@ class WSGIWebSocket:
         env["websocket.message"] = message
         env["wsgi.input"] = io.BytesIO()
         env["CONTENT_LENGTH"] = "0"
-        if self.cfg.varnames:
+        if self.prefix:
             raw = message if isinstance(message, (str, bytes)) else enc.encode(self.cfg.encoding, message)
-            env["QUERY_STRING"] = _with_arg(self.query, self.cfg.varnames[0], raw)
+            env["QUERY_STRING"] = self.prefix + quote_plus(raw)
         _, headers, items = call_app(self.app, env)
         return reply_of(headers, items)
 

@@ -30,7 +30,7 @@ from skitai.http.request import EMPTY_BODY
 from .environ import ErrorStream, FileWrapper, build_environ
 from .threadpool import LoopInbox, get_pool, inbox_for
 
-from skitai.was import binding as was_services
+from skitai.services import binding as was_services
 
 log = logging.getLogger("skitai.app")
 
@@ -204,11 +204,7 @@ class _Call:
         if ex.state == IDLE and not ex.closed:
             ex.error(500, detail, traceback=debug)
         elif ex.state == STREAMING:
-            abort = getattr(ex, "abort", None)
-            if abort is not None:
-                abort()
-            else:
-                ex.closed = True
+            ex.abort()
 
 
 class WSGIHandler:
@@ -247,7 +243,7 @@ class WSGIHandler:
         env = build_environ(exchange, self.script_name, multithread=self.threads > 0,
                             multiprocess=self.multiprocess, errors=_ERRORS, wsgi_input=wsgi_input)
         if was_services.installed():     # issue 4: this request's ``was``, bound to the calling thread
-            was_services.attach(env, exchange.request, self.script_name or "/")
+            was_services.attach(env, exchange.request, self.script_name or "/", exchange.loop)
         return env
 
     def _failed(self, call: _Call, exc: BaseException) -> None:
@@ -390,6 +386,7 @@ class WSGIHandler:
         try:
             result = self.app(self.environ(exchange, wsgi_input), call.start_response)
             if self._file_result(call, result):
+                result = None          # the task sends and closes the file
                 return None
             if type(result) is list or type(result) is tuple:
                 self._drain_result(call, result)

@@ -62,12 +62,10 @@ class _Modes:
         elif mode == LB:
             work = lambda: cluster.call(do)  # noqa: E731
         else:
-            if callback is not None and cluster.is_db:
-                raise RuntimeError("a database map call cannot take a callback (SK-51)")
             work = lambda: cluster.map(do)  # noqa: E731
         wasc = self.was.wasc
         return Task(wasc.loop, work, ident=ident, rcache=wasc.rcache, mapped=(mode == MAP),
-                    use_cache=use_cache, callback=callback, url=url)
+                    use_cache=use_cache, callback=callback, url=url, owner=self.was)
 
 
 class HttpVerb(_Modes):
@@ -194,6 +192,8 @@ class DbVerb(_Modes):
             kind = DB_TYPES.get(cluster.ctype, kind)
         if kind is None:
             raise ValueError("was.db(...) needs dbtype= (DB_PGSQL, DB_REDIS, DB_MONGODB or DB_SQLITE3)")
+        if mode == MAP and callback is not None:
+            raise RuntimeError("a database map call cannot take a callback: use getswait() (SK-51)")
         return DbStub(self, mode, cluster, kind, server, dbname, auth, use_cache, callback, timeout)
 
 

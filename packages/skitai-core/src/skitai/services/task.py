@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -40,8 +39,9 @@ class Task:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, work: Callable[[], Awaitable[Any]], *,
                  ident: str, rcache: Any, mapped: bool = False, use_cache: bool = True,
-                 callback: Any = None, url: str = "") -> None:
+                 callback: Any = None, url: str = "", owner: Any = None) -> None:
         self.created = time.monotonic()
+        self._owner = owner            # the ``was`` that made the call: bound while its callback runs
         self.ident = ident
         self.mapped = mapped
         self._loop = loop
@@ -80,8 +80,11 @@ class Task:
         return Result(raw, ident=self.ident, cache=self._rcache)
 
     def _deliver(self, result: Result | Results) -> None:
+        from .binding import bound
+
         try:
-            self._callback(result, *self._cb_extra)
+            with bound(self._owner):
+                self._callback(result, *self._cb_extra)
         except Exception:
             log.exception("was callback %r failed", self._callback)
 
@@ -143,7 +146,11 @@ class Task:
 
 
 def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
-    return getattr(loop, "_thread_id", None) == threading.get_ident()
+    """True on the thread running ``loop`` (works for uvloop too, which has no ``_thread_id``)."""
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
 
 
 def _copy(task: asyncio.Task, fut: concurrent.futures.Future) -> None:

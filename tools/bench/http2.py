@@ -2,7 +2,7 @@
 
 The same WSGI hello app on skitai, hypercorn and the original skitai 0.57 (threads=4); nginx as the
 ceiling. Ratio to the original skitai 0.57 (the issue's target: at least 2x).
-Usage: python h2.py
+Usage: python http2.py  (group "h2" of run.sh; not named h2.py, which would shadow the h2 package)
 """
 from __future__ import annotations
 

@@ -18,8 +18,8 @@ def classify(response: Any) -> int:
     code = getattr(response, "status_code", None) or 0
     if code == codes.TIMEOUT:
         return TIMEOUT
-    if code >= 700 or getattr(response, "expt_class", None):
-        return EXCEPTION
+    if code >= 700 or getattr(response, "expt_class", None) or getattr(response, "error", None) is not None:
+        return EXCEPTION          # a network/database failure, an XML-RPC Fault, a gRPC error status
     return NORMAL
 
 
@@ -54,15 +54,18 @@ class Result:
         return self.status == NORMAL
 
     def reraise(self) -> Result:
-        """Raise when the call failed: a timeout, a network/database error, or an HTTP error status."""
+        """Raise when the call did not finish normally (status 1 or 2); a normal result is returned.
+
+        HTTP 4xx/5xx answers are normal results (status 3, SK-53): check ``status_code`` for those.
+        """
         if self.status == TIMEOUT:
             raise WasTimeout(getattr(self.response, "reason", "") or "timed out")
-        if self.status == EXCEPTION:
+        if self.status != NORMAL:
+            raise_for_status = getattr(self.response, "raise_for_status", None)
+            if raise_for_status is not None:
+                raise_for_status()
             raise RuntimeError(f"{getattr(self.response, 'status_code', '')} "
                                f"{getattr(self.response, 'expt_str', None) or getattr(self.response, 'reason', '')}")
-        raise_for_status = getattr(self.response, "raise_for_status", None)
-        if raise_for_status is not None:
-            raise_for_status()
         return self
 
     def cache(self, timeout: float = 300) -> bool:

@@ -10,6 +10,7 @@ import asyncio
 import atexit
 import logging
 import os
+import signal
 import sys
 import threading
 import time
@@ -32,11 +33,30 @@ class _Loggers:
         self.get(at).info("[%s] %s", category, msg)
 
 
+def server_counters(servers: list[Any], wasc: Wasc) -> dict[str, Any]:
+    """Connections and requests of the listeners (``skitai.http.server.Server``) for ``was.status()``."""
+    states = [s.state for s in servers if getattr(s, "state", None) is not None]
+    return {"listening": ", ".join(str(getattr(s, "port", "?")) for s in servers),
+            "connections_open": sum(len(st.connections) for st in states),
+            "connections_total": sum(st.conn_count for st in states),
+            "requests": sum(wasc.mount_hits.values())}
+
+
+def pool_counters(numthreads: int) -> dict[str, Any]:
+    """The WSGI worker pool: its size and the requests waiting for a free thread."""
+    if numthreads <= 0:
+        return {"threads": 0, "mode": "apps run on the event loop thread (threads=0)"}
+    from ..wsgi.threadpool import get_pool
+
+    queue = getattr(get_pool(numthreads), "_queue", None)
+    return {"threads": numthreads, "queued": queue.qsize() if queue is not None else "?"}
+
+
 class Wasc:
     """The server-level context. Safe to read from any thread; mutations take ``self.lock``."""
 
     def __init__(self, config: Any, loop: asyncio.AbstractEventLoop, *, numthreads: int | None = None,
-                 stats: Callable[[], dict] | None = None) -> None:
+                 stats: Callable[[], dict] | None = None, services: dict[str, Any] | None = None) -> None:
         self.config = config
         self.loop = loop
         self.numthreads = config.threads if numthreads is None else numthreads
@@ -44,13 +64,14 @@ class Wasc:
         self.lock = threading.RLock()
         self.logger = _Loggers()
         self.rcache = ResultCache(getattr(config, "rcache_objmax", 100) or 100)
-        self.client = Client()          # shares the loop's connection pools
+        # shares the loop's connection pools; ``config.extra["was"]`` may hold client options (verify=...)
+        self.client = Client(**((getattr(config, "extra", None) or {}).get("was") or {}))
         self.clusters: dict[str, Cluster] = {}
         for name, c in (getattr(config, "clusters", None) or {}).items():
             self.add_cluster(name, c.ctype, c.members, role=c.role, source=c.source, ssl=c.ssl)
-        self.objects: dict[str, Any] = {}
+        self.objects: dict[str, Any] = dict(services or {})   # plugins' was services (was.email)
         self.mount_hits: Counter[str] = Counter()
-        self.server_stats = stats        # callable giving the server's counters, set by the runner
+        self.server_stats = stats        # callable giving the server's counters (``watch`` sets it)
         self.on_shutdown: Callable[[], None] | None = None
         self.on_restart: Callable[[], None] | None = None
 
@@ -92,16 +113,27 @@ class Wasc:
     def count(self, point: str) -> None:
         self.mount_hits[point] += 1
 
+    def watch(self, servers: list[Any], stop: asyncio.Event | None = None) -> None:
+        """Show the listening ``servers``' counters on the status page; ``stop`` ends serving (shutdown)."""
+        self.server_stats = lambda: server_counters(servers, self)
+        if stop is not None:
+            self.on_shutdown = stop.set
+
     def shutdown(self) -> None:
+        """Stop serving gracefully (this worker process only, SK-72): requests in progress finish first."""
         if self.on_shutdown is not None:
             self.loop.call_soon_threadsafe(self.on_shutdown)
         else:
-            os.kill(os.getpid(), 15)
+            os.kill(os.getpid(), signal.SIGTERM)
 
     def restart(self) -> None:
-        """Stop gracefully, then run the same command again (under prefork the master restarts the worker)."""
+        """Stop gracefully, then run the same command again in this process (``os.execv`` at exit).
+
+        Under prefork (``workers > 1``) only this worker stops and the master starts a fresh one.
+        """
         if self.on_restart is not None:
             self.loop.call_soon_threadsafe(self.on_restart)
             return
-        atexit.register(os.execv, sys.executable, [sys.executable, *sys.argv])
+        if getattr(self.config, "workers", 1) <= 1:
+            atexit.register(os.execv, sys.executable, [sys.executable, *sys.argv])
         self.shutdown()

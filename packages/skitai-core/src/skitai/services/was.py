@@ -8,7 +8,7 @@ from typing import Any
 
 from aquests import verbs
 
-from . import convert, status
+from . import convert, status, statuspage
 from .calls import DbVerb, GrpcVerb, HttpVerb, RpcVerb, UploadVerb, WsVerb
 from .server import Wasc
 
@@ -89,7 +89,7 @@ class Was:
         accept = (self.env or {}).get("HTTP_ACCEPT", "")
         if status.wants_json(accept):
             return status.to_json(data)
-        return status.to_html(data, fancy=fancy)
+        return statuspage.render(data, fancy=fancy)
 
     def restart(self) -> None:
         self.wasc.restart()

@@ -1,0 +1,189 @@
+"""Clusters from a WSGI app: ``@name`` calls, ``.lb`` fail-over, dead members, ``.map``, weights, and the
+``skitai.alias(...)`` / ``run(clusters=...)`` forms through the launch API, for every PROTO_* type."""
+from __future__ import annotations
+
+import collections
+import ssl
+import threading
+
+import pytest
+
+import skitai
+from skitai import launch, was
+from skitai.runner import Running
+from skitai.services import binding
+from tests.integration.was_support import echo_backends, echo_dispatch, front, get_json, routed, xmlrpc_backend
+from tests.support.net import free_port
+from tests.support.server import ServerThread
+
+
+def hostport(url: str) -> str:
+    return url.split("//", 1)[1]
+
+
+def test_lb_fails_over_and_marks_the_dead_member():
+    dead = f"127.0.0.1:{free_port()}"
+    with echo_backends(2) as live:
+        members = [hostport(s.url) for s in live] + [dead]
+
+        def lb(env):
+            out = []
+            for _ in range(8):
+                r = was.get.lb("@web/x").getwait(5)
+                out.append([r.status, r.status_code, r.data["port"] if r.status == 3 else None])
+            return {"calls": out, "status": binding.server_context().clusters["web"].status()}
+
+        with front(routed({"/lb": lb}), {"web": ("http", members)}) as url:
+            d = get_json(url + "/lb")
+    assert all(c[:2] == [3, 200] for c in d["calls"]), d["calls"]
+    assert {c[2] for c in d["calls"]} <= {s.port for s in live}
+    by_addr = {m["address"]: m for m in d["status"]["members"]}
+    down = by_addr[dead]
+    assert down["dead"] and down["failures"] == 1 and down["requests"] == 1   # tried once, then backed off
+    assert down["retry_in"] > 50 and "refused" in down["last_error"].lower()
+    assert d["status"]["live"] == 2
+
+
+def test_at_address_means_lb_and_weights_spread_the_load():
+    with echo_backends(2) as (heavy, light):
+        members = [hostport(heavy.url) + " 3", hostport(light.url) + " 1"]
+
+        def spread(env):
+            ports = collections.Counter(was.get("@w/x").getwait(5).data["port"] for _ in range(60))
+            return {str(k): v for k, v in ports.items()}
+
+        with front(routed({"/s": spread}), {"w": ("http", members)}) as url:
+            d = get_json(url + "/s")
+    assert d[str(heavy.port)] > d.get(str(light.port), 0) * 1.5, d
+
+
+def test_map_sends_to_every_live_member_and_results_are_iterable():
+    with echo_backends(3) as servers, xmlrpc_backend() as r1, xmlrpc_backend() as r2:
+        def mapped(env):
+            results = was.get.map("@all/m?x=1").getswait(5)
+            rpc = was.rpc.map("@rpcs/RPC2").search("bach").getswait(5)
+            one = was.rpc.lb("@rpcs/RPC2").add(2, 3).getwait(5)
+            try:
+                was.get.map("@all/m").getwait(5)
+            except ValueError as exc:
+                err = str(exc)
+            return {"len": len(results), "status": results.status, "codes": results.status_code,
+                    "ports": sorted(r.data["port"] for r in results), "rpc": rpc.data, "one": one.data,
+                    "getwait_error": err}
+
+        clusters = {"all": ("http", [hostport(s.url) for s in servers]), "rpcs": ("rpc", [r1, r2])}
+        with front(routed({"/m": mapped}), clusters) as url:
+            d = get_json(url + "/m")
+    assert d["len"] == 3 and d["status"] == [3, 3, 3] and d["codes"] == [200, 200, 200]
+    assert d["ports"] == sorted(s.port for s in servers)
+    assert d["rpc"] == [["bach-1", "bach-2"]] * 2 and d["one"] == 5
+    assert "getswait" in d["getwait_error"]
+
+
+def test_map_reports_a_failing_member_in_its_results():
+    dead = f"127.0.0.1:{free_port()}"
+    with echo_backends(1) as (live,):
+        def mapped(env):
+            results = was.get.map("@m/x").getswait(5)
+            return sorted([r.status, r.status_code] for r in results)
+
+        with front(routed({"/m": mapped}), {"m": ("http", [hostport(live.url), dead])}) as url:
+            assert get_json(url + "/m") == [[2, 732], [3, 200]]
+
+
+@pytest.fixture
+def fresh_launch(tmp_path):
+    launch.reset()
+    launch.config.workdir = str(tmp_path)
+    yield launch.config
+    launch.reset()
+
+
+def _tls_backend(tmp_path):
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(ctx)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    return ServerThread(echo_dispatch(), ssl=ctx), str(ca_file)
+
+
+def test_alias_and_run_clusters_forms_for_every_proto_type(fresh_launch, tmp_path):
+    """skitai.alias(...) and run(clusters=...) fill the Config the server builds its clusters from."""
+    from websockets.sync.server import serve as ws_serve
+
+    plain = ServerThread(echo_dispatch()).start()
+    tls, ca_file = _tls_backend(tmp_path)
+    tls.start()
+    wsd = ws_serve(lambda conn: [conn.send(m) for m in conn], "127.0.0.1", 0)
+    ws_thread = threading.Thread(target=wsd.serve_forever, daemon=True)
+    ws_thread.start()
+    ws_addr = f"127.0.0.1:{wsd.socket.getsockname()[1]}"
+    try:
+        with xmlrpc_backend() as rpc_addr:
+            def calls(env):
+                return {
+                    "http": was.get("@h/a").getwait(5).data["path"],
+                    "https": was.get("@hs/b").getwait(5).data["path"],
+                    "ws": was.ws("@sock/echo", "ping").getwait(5).data,
+                    "rpc": was.rpc("@r/RPC2").add(20, 22).getwait(5).data,
+                    "types": {n: c.ctype for n, c in binding.server_context().clusters.items()},
+                    "ssl": {n: c.ssl for n, c in binding.server_context().clusters.items()},
+                }
+
+            skitai.mount("/", routed({"/c": calls}))
+            skitai.alias("@h", skitai.PROTO_HTTP, hostport(plain.url), role="admin", source="127.0.0.0/8")
+            skitai.alias("@hs", skitai.PROTO_HTTP, [hostport(tls.url)], ssl=True)
+            skitai.alias("@sock", skitai.PROTO_WS, ws_addr)
+            config = launch.apply_run(address="127.0.0.1", port=0, threads=2, clusters={
+                "@r": ("rpc", [rpc_addr]),
+                "@wss": (skitai.PROTO_WSS, ["127.0.0.1:1"]),
+                "@hs2": (skitai.PROTO_HTTPS, ["127.0.0.1:2 2"], "", "", True),
+            })
+            config.extra["was"] = {"verify": ca_file}
+            assert config.clusters["h"].role == "admin" and config.clusters["hs"].ssl
+            with Running(config) as srv:
+                d = get_json(f"http://127.0.0.1:{srv.port}/c")
+    finally:
+        plain.stop()
+        tls.stop()
+        wsd.shutdown()
+        ws_thread.join(5)
+    assert d["http"] == "/a" and d["https"] == "/b" and d["ws"] == "ping" and d["rpc"] == 42
+    assert d["types"] == {"h": "http", "hs": "http", "sock": "ws", "r": "rpc", "wss": "wss", "hs2": "https"}
+    assert d["ssl"]["hs"] and d["ssl"]["wss"] and d["ssl"]["hs2"] and not d["ssl"]["h"]
+
+
+def test_db_alias_forms(fresh_launch, tmp_path, pg_server, redis_server, mongo_server):
+    """DB_* aliases: member strings give server, database and credentials (SK-03, SK-52)."""
+    import sqlite3
+
+    db1, db2 = tmp_path / "a.db", tmp_path / "b.db"
+    for i, path in enumerate((db1, db2)):
+        with sqlite3.connect(path) as c:
+            c.execute("CREATE TABLE t (v INTEGER)")
+            c.execute("INSERT INTO t VALUES (?)", (i,))
+
+    def calls(env):
+        lite = sorted(r.data[0][0] for r in was.sqlite3.map("@lite").execute("SELECT v FROM t").getswait(5))
+        pg = was.postgresql("@pg").execute("SELECT 40 + 2 AS answer").getwait(5)
+        was.redis("@rd").set("was-key", "v1").wait(5)
+        rd = was.redis("@rd").get("was-key").getwait(5)
+        was.mongodb("@mg").insert("things", {"name": "n1"}).wait(5)
+        mg = was.mongodb("@mg").findone("things", {"name": "n1"}).getwait(5)
+        db = was.db("@pg").execute("SELECT 1 AS one").getwait(5)
+        return {"lite": lite, "pg": pg.data[0].answer, "rd": rd.data.decode(), "mg": mg.data["name"],
+                "db": db.data[0][0], "status": [pg.status, rd.status, mg.status]}
+
+    skitai.mount("/", routed({"/db": calls}))
+    skitai.alias("@lite", skitai.DB_SQLITE3, [str(db1), str(db2)])
+    skitai.alias("@pg", skitai.DB_PGSQL, f"{pg_server.server}/postgres/postgres")
+    config = launch.apply_run(address="127.0.0.1", port=0, threads=2, clusters={
+        "@rd": (skitai.DB_REDIS, f"{redis_server.server}/0"),
+        "@mg": (skitai.DB_MONGODB, [f"{mongo_server.server}/wastest"]),
+    })
+    with Running(config) as srv:
+        d = get_json(f"http://127.0.0.1:{srv.port}/db")
+    assert d == {"lite": [0, 1], "pg": 42, "rd": "v1", "mg": "n1", "db": 1, "status": [3, 3, 3]}
