@@ -67,3 +67,19 @@ async def test_cookie_jar(app):
         await s.get(f"{app.url}/setcookie")
         r = await s.get(f"{app.url}/echo")
         assert "cookie" not in r.data["headers"]
+
+
+async def test_dns_cache_ttl_and_bound(monkeypatch):
+    from aquests.http import dns
+    dns._cache.clear()
+    first = await dns.resolve("localhost", 80)
+    assert ("localhost", 80) in dns._cache and await dns.resolve("localhost", 80) is first  # cached
+    assert (await dns.resolve("127.0.0.1", 80))[0][4] == ("127.0.0.1", 80)  # literals skip the cache
+    monkeypatch.setattr(dns, "TTL", -1.0)  # expired at once: looked up again
+    dns._cache.clear()
+    a = await dns.resolve("localhost", 80)
+    assert await dns.resolve("localhost", 80) is not a
+    monkeypatch.setattr(dns, "MAX_ENTRIES", 2)
+    for port in (1, 2, 3):
+        await dns.resolve("localhost", port)
+    assert len(dns._cache) <= 2

@@ -173,7 +173,7 @@ def test_db_alias_forms(fresh_launch, tmp_path, pg_server, redis_server, mongo_s
         rd = was.redis("@rd").get("was-key").getwait(5)
         was.mongodb("@mg").insert("things", {"name": "n1"}).wait(5)
         mg = was.mongodb("@mg").findone("things", {"name": "n1"}).getwait(5)
-        db = was.db("@pg").execute("SELECT 1 AS one").getwait(5)
+        db = was.db("@pg2").execute("SELECT 1 AS one").getwait(5)
         return {"lite": lite, "pg": pg.data[0].answer, "rd": rd.data.decode(), "mg": mg.data["name"],
                 "db": db.data[0][0], "status": [pg.status, rd.status, mg.status]}
 
@@ -183,6 +183,7 @@ def test_db_alias_forms(fresh_launch, tmp_path, pg_server, redis_server, mongo_s
     config = launch.apply_run(address="127.0.0.1", port=0, threads=2, clusters={
         "@rd": (skitai.DB_REDIS, f"{redis_server.server}/0"),
         "@mg": (skitai.DB_MONGODB, [f"{mongo_server.server}/wastest"]),
+        "@pg2": ("postresql", [f"{pg_server.server}/postgres/postgres"]),     # the spec's own spelling
     })
     with Running(config) as srv:
         d = get_json(f"http://127.0.0.1:{srv.port}/db")

@@ -19,6 +19,9 @@ config = Config()
 PROTO_TYPES = {"http", "https", "ws", "wss", "grpc", "grpcs", "rpc", "rpcs"}
 DB_TYPES = {"*postgresql", "*sqlite3", "*redis", "*mongodb"}
 SSL_TYPES = {"https", "wss", "grpcs", "rpcs"}
+# DB types spelled without the "*" (the spec's own example writes 'postresql'), issue 4
+DB_SPELLINGS = {"postgresql": "*postgresql", "postresql": "*postgresql", "pgsql": "*postgresql",
+                "pg": "*postgresql", "sqlite3": "*sqlite3", "redis": "*redis", "mongodb": "*mongodb"}
 
 
 def reset() -> Config:
@@ -77,6 +80,8 @@ def alias(name: str, ctype: str, members: str | list[str], role: str = "", sourc
     """Name a group of servers (``'@members'``) for ``was`` calls and ``'@name'`` mounts."""
     if not isinstance(name, str) or not name.lstrip("@"):
         raise ValueError(f"a cluster needs a name: {name!r}")
+    if isinstance(ctype, str) and ctype.lower() in DB_SPELLINGS:
+        ctype = DB_SPELLINGS[ctype.lower()]
     if ctype not in PROTO_TYPES | DB_TYPES:
         known = ", ".join(sorted(PROTO_TYPES | DB_TYPES))
         raise ValueError(f"unknown cluster type {ctype!r} for {name!r}: use one of {known}")

@@ -59,7 +59,6 @@ class PgConnection:
         self._result_of: Any = None
         self._deadline = Deadline(loop, self._expire)
         self.notifies = conn.notifies
-        loop.add_reader(self._fd, self._on_readable)
 
     @classmethod
     async def open(cls, dsn: str) -> PgConnection:
@@ -67,13 +66,42 @@ class PgConnection:
         loop = asyncio.get_running_loop()
         dsn = await _resolved(dsn, loop)
         self = cls(psycopg2.connect(dsn, async_=1), loop)
+        self._fut = loop.create_future()
         try:
-            await self._wait()
+            self._connect_step()
+            await self._fut
         except BaseException:
             self.close()
             raise
+        self._fd = self._conn.fileno()
+        loop.add_reader(self._fd, self._on_readable)  # from now on, for the connection's life
         self._cursor = self._conn.cursor()
         return self
+
+    def _connect_step(self) -> None:
+        """Connecting: libpq may close a socket and open another one (next address, SSL retry),
+        possibly with the same number, so watch exactly one event on the current socket at a time."""
+        if self._fd >= 0:
+            self._loop.remove_reader(self._fd)
+            self._loop.remove_writer(self._fd)
+        fut = self._fut
+        if fut is None or fut.done():
+            return
+        try:
+            state = self._conn.poll()
+        except BaseException as exc:
+            self._fd = -1
+            fut.set_exception(exc)
+            return
+        self._fd = self._conn.fileno()
+        if state == _ext.POLL_OK:
+            self._fd = -1
+            self._fut = None
+            fut.set_result(None)
+        elif state == _ext.POLL_READ:
+            self._loop.add_reader(self._fd, self._connect_step)
+        else:
+            self._loop.add_writer(self._fd, self._connect_step)
 
     @property
     def closed(self) -> bool:
@@ -83,8 +111,8 @@ class PgConnection:
         self._deadline.cancel()
         if self._fd >= 0:
             self._loop.remove_reader(self._fd)
-            if self._writing:
-                self._loop.remove_writer(self._fd)
+            self._loop.remove_writer(self._fd)
+            self._writing = False
             self._fd = -1
         self._broken = True
         if not self._conn.closed:
@@ -137,8 +165,6 @@ class PgConnection:
                 self._broken = True
             self._finish(exc)
             return
-        if self._cursor is None:
-            self._follow_socket()
         if state == _ext.POLL_OK:
             self._finish(None)
         elif state == _ext.POLL_WRITE:
@@ -148,18 +174,6 @@ class PgConnection:
         elif self._writing:  # POLL_READ: the reader is always registered
             self._loop.remove_writer(self._fd)
             self._writing = False
-
-    def _follow_socket(self) -> None:
-        """While connecting, libpq opens a new socket for each address it tries: follow it."""
-        fd = self._conn.fileno()
-        if fd == self._fd or fd < 0:
-            return
-        self._loop.remove_reader(self._fd)
-        if self._writing:
-            self._loop.remove_writer(self._fd)
-            self._writing = False
-        self._fd = fd
-        self._loop.add_reader(fd, self._on_readable)
 
     def _finish(self, exc: BaseException | None) -> None:
         self._deadline.done()

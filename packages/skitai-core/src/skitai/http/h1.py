@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +44,7 @@ import httptools
 from . import accesslog, clock
 from .errors import BadRequest, BodyTooLarge, ClientDisconnected, error_page, status_line
 from .exchange import IDLE, STREAMING, H1Exchange
-from .request import EMPTY_BODY, Body, Headers, Request, host_without_port, split_target
+from .request import EMPTY_BODY, Body, Headers, Request, split_target
 
 if TYPE_CHECKING:
     from .server import ServerState
@@ -51,11 +52,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("skitai.server")
 
 _PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+_NAMES: dict[bytes, str] = {}   # header name bytes -> lower-case str, shared by connections
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT")}
+_monotonic = time.monotonic
 _INTERESTING = frozenset(("host", "content-length", "transfer-encoding", "expect", "upgrade"))
 _DRAIN_MAX = 64 * 1024          # unread request body we still read and drop to keep the connection
 _LINGER = 2.0                   # seconds to read and drop input after an error answer before closing
 _PAUSE_PIPE, _PAUSE_BODY, _PAUSE_UPGRADE = 1, 2, 4
-_T_NONE, _T_IDLE, _T_READ, _T_WRITE, _T_LINGER = 0, 1, 2, 3, 4
 _CLOSE_HEADERS = b"Content-Type: text/html; charset=utf-8\r\nConnection: close\r\n"
 
 
@@ -81,8 +84,8 @@ class H1Protocol(asyncio.Protocol):
         self.client: tuple = ("", 0)
         self.server: tuple = ("", 0)
         self.scheme = "http"
-        self.deadline = 0.0
-        self.timer = _T_NONE
+        self.stamp = state.now                         # coarse time of the last activity (see tick)
+        self.lingering = False
         self._drain_waiters: list = []
         self._paused = 0
         self._dispatching = False
@@ -95,7 +98,6 @@ class H1Protocol(asyncio.Protocol):
         self._head_bytes = 0
         self._url = b""
         self._hdrs: list = []
-        self._hsize = 0
 
     # ---- connection ------------------------------------------------------------------------------
     def connection_made(self, transport) -> None:
@@ -118,7 +120,8 @@ class H1Protocol(asyncio.Protocol):
                 return
         transport.set_write_buffer_limits(high=self.limits.write_buffer_high)
         self.parser = httptools.HttpRequestParser(self)
-        self._set_timer(_T_IDLE, self.limits.keep_alive)
+        self.stamp = st.now
+        self._max_pipelined = self.limits.max_pipelined
 
     def connection_lost(self, exc) -> None:
         self.closing = True
@@ -148,11 +151,11 @@ class H1Protocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self.write_paused = True
-        self._set_timer(_T_WRITE, self.limits.network_timeout)
+        self.stamp = self.state.now
 
     def resume_writing(self) -> None:
         self.write_paused = False
-        self._reset_timer()
+        self.stamp = self.state.now
         self._wake_writers()
 
     def _wake_writers(self) -> None:
@@ -177,42 +180,35 @@ class H1Protocol(asyncio.Protocol):
             callback()
 
     # ---- timers ----------------------------------------------------------------------------------
-    def _set_timer(self, kind: int, seconds: float) -> None:
-        self.timer = kind
-        self.deadline = self.loop.time() + seconds if seconds > 0 else 0.0
-
-    def _reset_timer(self) -> None:
-        if self.write_paused:
-            self._set_timer(_T_WRITE, self.limits.network_timeout)
-        elif self._in_head or self.receiving is not None:
-            self._set_timer(_T_READ, self.limits.network_timeout)
-        elif self.active is not None or self.queue:
-            self.timer, self.deadline = _T_NONE, 0.0
-        else:
-            self._set_timer(_T_IDLE, self.limits.keep_alive)
-
     def check_timeout(self, now: float) -> None:
-        """Called by the server's tick."""
-        if not self.deadline or now < self.deadline or self.transport is None:
+        """Called by the server's tick with its coarse clock. Which limit applies depends on what the
+        connection is doing: lingering after an error, waiting for the client to read (network timeout),
+        receiving a request (network timeout), running a handler (none) or idle (keep-alive)."""
+        if self.transport is None:
             return
-        kind = self.timer
-        self.deadline = 0.0
-        if kind == _T_IDLE:
-            self.transport.close()
-        elif kind == _T_READ:
-            rec = self.receiving
-            if rec is not None:
+        lim = self.limits
+        idle = now - self.stamp
+        if self.lingering:
+            if idle > min(_LINGER, lim.network_timeout):
+                self.transport.abort()
+        elif self.write_paused:
+            if idle > lim.network_timeout:
+                self.transport.abort()
+        elif self._in_head or self.receiving is not None:
+            if idle > lim.network_timeout:
+                self.stamp = now
+                rec = self.receiving
+                if rec is None:
+                    self._reject(408, "request head timed out")
+                    return
                 rec.request.body.fail(ClientDisconnected("timed out reading the request body"))
                 if rec is self.active and rec.state == IDLE:
                     self._reject(408, "request body timed out")
                 else:
                     self.transport.abort()
-            else:
-                self._reject(408, "request head timed out")
-        elif kind == _T_WRITE:
-            self.transport.abort()
-        elif kind == _T_LINGER:
-            self.transport.abort()
+        elif self.active is None and not self.queue:
+            if idle > lim.keep_alive:
+                self.transport.close()
 
     # ---- bytes in --------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
@@ -266,11 +262,12 @@ class H1Protocol(asyncio.Protocol):
             if self._head_bytes > lim.max_request_line + lim.max_header_size + 4096:
                 self._reject(431, "request head too large")
                 return
-        if self.active is None and self.queue:
-            self._next()
-        if len(self.queue) >= self.limits.max_pipelined:
-            self._pause(_PAUSE_PIPE)
-        self._reset_timer()
+        self.stamp = self.state.now
+        if self.queue:
+            if self.active is None:
+                self._next()
+            if len(self.queue) >= self._max_pipelined:
+                self._pause(_PAUSE_PIPE)
 
     # ---- parser callbacks (httptools) ------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -278,21 +275,16 @@ class H1Protocol(asyncio.Protocol):
         self._head_bytes = 0
         self._url = b""
         self._hdrs = []
-        self._hsize = 0
 
     def on_url(self, url: bytes) -> None:
-        self._url += url
+        self._url = self._url + url if self._url else url
         if len(self._url) > self.limits.max_request_line:
             raise BadRequest(414, "request line too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        hdrs = self._hdrs
-        hdrs.append((name, value))
-        self._hsize += len(name) + len(value) + 4
-        if self._hsize > self.limits.max_header_size:
-            raise BadRequest(431, "request headers too large")
-        if len(hdrs) > self.limits.max_headers:
-            raise BadRequest(431, "too many request headers")
+        # sizes and counts are checked at the end of the head (the raw byte count in data_received
+        # bounds a head that never ends)
+        self._hdrs.append((name, value))
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -300,12 +292,24 @@ class H1Protocol(asyncio.Protocol):
         version = parser.get_http_version()
         if version != "1.1" and version != "1.0":
             raise BadRequest(505, f"HTTP/{version} is not supported")
+        lim = self.limits
+        hdrs = self._hdrs
+        self._hdrs = []
+        if len(hdrs) > lim.max_headers:
+            raise BadRequest(431, "too many request headers")
         items = []
         host = None
         clen = te = expect = upgrade = None
-        for name, value in self._hdrs:
-            k = name.decode("latin-1").lower()
+        names = _NAMES
+        size = 0
+        for name, value in hdrs:
+            k = names.get(name)
+            if k is None:
+                k = name.decode("latin-1").lower()
+                if len(names) < 1024:
+                    names[name] = k
             v = value.decode("latin-1")
+            size += len(name) + len(value)
             items.append((k, v))
             if k in _INTERESTING:
                 if k == "host":
@@ -320,18 +324,23 @@ class H1Protocol(asyncio.Protocol):
                     expect = v
                 else:
                     upgrade = v
-        self._hdrs = []
-        if version == "1.1" and host is None:
+        if size + 4 * len(hdrs) > lim.max_header_size:
+            raise BadRequest(431, "request headers too large")
+        if host is None and version == "1.1":
             raise BadRequest(400, "missing Host header")
         target = self._url.decode("latin-1")
-        method = parser.get_method().decode("ascii")
-        path, url_host, query = split_target(target)
-        if host is None or url_host:
-            host = url_host or ""
+        if target[:1] == "/" and "#" not in target:
+            path, _, query = target.partition("?")
+        else:
+            path, url_host, query = split_target(target)
+            if url_host:
+                host = url_host
+        method = parser.get_method()
+        method = _METHODS.get(method) or method.decode("ascii")
         self.req_no += 1
-        req = Request(method, target, version, Headers(items), scheme=self.scheme, host=host_without_port(host),
-                      client=self.client, server=self.server, started=self.loop.time(), conn_no=self.conn_no,
-                      req_no=self.req_no, keep_alive=parser.should_keep_alive(), path=path, query=query)
+        req = Request(method, target, version, Headers(items), self.scheme, host or "", self.client,
+                      self.server, EMPTY_BODY, _monotonic(), self.conn_no, self.req_no,
+                      parser.should_keep_alive(), "", path, query)
         limit = self.limits.max_body_size
         has_body = False
         if te is not None:
@@ -422,8 +431,6 @@ class H1Protocol(asyncio.Protocol):
                 break
         finally:
             self._dispatching = False
-        if self.active is None and not self.closing:
-            self._reset_timer()
 
     def _run(self, ex: H1Exchange) -> None:
         handler = self.dispatch
@@ -477,6 +484,7 @@ class H1Protocol(asyncio.Protocol):
             ex.request.body.discard()
         elif ex.request.body is not EMPTY_BODY:
             ex.request.body.discard()
+        self.stamp = self.state.now
         if not ex.keep or (self.peer_eof and not self.queue):
             self.queue.clear()
             self._linger()
@@ -551,7 +559,8 @@ class H1Protocol(asyncio.Protocol):
             except (OSError, RuntimeError):
                 t.close()
                 return
-            self._set_timer(_T_LINGER, min(_LINGER, self.limits.network_timeout))
+            self.lingering = True
+            self.stamp = self.state.now
         else:
             t.close()
 
@@ -569,7 +578,6 @@ class H1Protocol(asyncio.Protocol):
     def _hand_over(self, protocol_factory, data: bytes) -> Any:
         self.parser = None
         self.closing = True
-        self.deadline = 0.0
         self.state.connections.discard(self)
         t = self.transport
         proto = protocol_factory()

@@ -324,11 +324,11 @@ class Request:
     """One parsed request (see ``skitai.http.contract.Request``). ``gtxnid``/``ltxnid`` are computed on
     first use from the ``X-Gtxn-Id``/``X-Ltxn-Id`` headers and the connection and request numbers."""
 
-    __slots__ = ("method", "target", "path", "query", "version", "headers", "scheme", "host", "client",
+    __slots__ = ("method", "target", "path", "query", "version", "headers", "scheme", "_host", "client",
                  "server", "body", "started", "conn_no", "req_no", "keep_alive", "upgrade", "expect_continue",
-                 "_txn")
+                 "_txn", "_host_raw")
 
-    def __init__(self, method: str, target: str, version: str, headers: Headers, *, scheme: str = "http",
+    def __init__(self, method: str, target: str, version: str, headers: Headers, scheme: str = "http",
                  host: str = "", client: tuple[str, int] = ("", 0), server: tuple[str, int] = ("", 0),
                  body=EMPTY_BODY, started: float = 0.0, conn_no: int = 0, req_no: int = 0,
                  keep_alive: bool = True, upgrade: str = "", path: str | None = None,
@@ -336,13 +336,15 @@ class Request:
         self.method = method
         self.target = target
         if path is None:
-            path, _, query = split_target(target)
+            path, url_host, query = split_target(target)
+            host = url_host or host
         self.path = path
         self.query = query or ""
         self.version = version
         self.headers = headers
         self.scheme = scheme
-        self.host = host
+        self._host_raw = host
+        self._host: str | None = None
         self.client = client
         self.server = server
         self.body = body
@@ -353,6 +355,19 @@ class Request:
         self.upgrade = upgrade            # lower-case Upgrade token ("h2c", "websocket") or ""
         self.expect_continue = False
         self._txn: tuple[str, int] | None = None
+
+    @property
+    def host(self) -> str:
+        """Host (or :authority) without the port, lower-case; "" if absent."""
+        h = self._host
+        if h is None:
+            h = self._host = host_without_port(self._host_raw) if self._host_raw else ""
+        return h
+
+    @host.setter
+    def host(self, value: str) -> None:
+        self._host_raw = value
+        self._host = None
 
     def _ids(self) -> tuple[str, int]:
         txn = self._txn

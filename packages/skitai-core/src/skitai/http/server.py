@@ -50,6 +50,7 @@ class ServerState:
         self.h2 = h2
         self.conn_count = 0
         self.connections: set[H1Protocol] = set()
+        self.now = loop.time()          # the coarse clock connections stamp their activity with
 
 
 class Server:
@@ -79,7 +80,7 @@ class Server:
     def _tick(self) -> None:
         clock.refresh()
         accesslog.refresh()
-        now = self.state.loop.time()
+        now = self.state.now = self.state.loop.time()
         for conn in list(self.state.connections):
             conn.check_timeout(now)
         self._tick_handle = self.state.loop.call_later(self._interval, self._tick)

@@ -67,14 +67,20 @@ def attach(env: dict, request: Any = None, point: str = "/", loop: Any = None) -
 
     ``loop`` is the loop serving the request: it picks that server's context when a process has several.
     """
-    from .was import Was
-
     wasc = (_by_loop.get(id(loop)) if loop is not None else None) or _process["wasc"]
     wasc.count(point)
-    was = Was(wasc, env, request)
+    was = _was_class()(wasc, env, request)
     env["skitai.was"] = was
     _local.was = was
     return was
+
+
+def _was_class() -> type:
+    cls = _process.get("cls")
+    if cls is None:
+        from .was import Was
+        cls = _process["cls"] = Was
+    return cls
 
 
 class bound:

@@ -1,0 +1,176 @@
+"""``was`` utilities (SK-70..SK-75): converters, log and traceback, the ``app.start(wasc, point)`` hook with
+``register/unregister``, ``ajob``, ``logger``, ``config``, ``numthreads``, and ``was.shutdown()`` /
+``was.restart()`` of a real app process."""
+from __future__ import annotations
+
+import logging
+import sqlite3
+import textwrap
+import threading
+import time
+
+import requests
+
+from skitai import was
+from tests.integration.was_support import front, get_json, routed
+from tests.support.apps import app_process
+
+
+def test_converters():
+    def conv(env):
+        return {
+            "tojson": was.tojson({"a": [1, 2]}),
+            "fromjson": was.fromjson(b'{"b": 1}'),
+            "fromjson_str": was.fromjson('[1, "x"]'),
+            "toxml_roundtrip": was.fromxml(was.toxml(({"k": "v"}, 3)))[0],
+            "fromxml_method": list(was.fromxml(
+                "<?xml version='1.0'?><methodCall><methodName>m.n</methodName><params><param><value>"
+                "<int>5</int></value></param></params></methodCall>")),
+        }
+
+    with front(routed({"/c": conv})) as url:
+        d = get_json(url + "/c")
+    assert d["tojson"] == '{"a": [1, 2]}' and d["fromjson"] == {"b": 1} and d["fromjson_str"] == [1, "x"]
+    assert d["toxml_roundtrip"] == [{"k": "v"}, 3]
+    assert d["fromxml_method"] == [[5], "m.n"]
+
+
+def test_log_and_traceback_go_to_the_app_log_with_the_txnid(caplog):
+    caplog.set_level(logging.INFO, logger="skitai.app")
+
+    def logs(env):
+        was.log("hello from the app", "note")
+        try:
+            {}["missing"]
+        except KeyError:
+            ident = was.traceback()
+        return {"txnid": was.txnid(), "ident": ident}
+
+    with front(routed({"/l": logs})) as url:
+        d = get_json(url + "/l")
+    messages = [r.getMessage() for r in caplog.records if r.name == "skitai.app"]
+    assert f"[note:{d['txnid']}] hello from the app" in messages
+    assert d["ident"] == d["txnid"]
+    expt = [m for m in messages if m.startswith(f"[expt:{d['txnid']}]")]
+    assert expt and "KeyError: 'missing'" in expt[0] and "Traceback" in expt[0]
+
+
+class HookedApp:
+    """A WSGI app with the 0.26 life-cycle hooks: ``start(wasc, point)`` and ``cleanup()``."""
+
+    def __init__(self, db_path: str) -> None:
+        self.db_path = db_path
+        self.seen: dict = {}
+        self.job_done = threading.Event()
+        self.cleaned = False
+
+    def start(self, wasc, point):
+        self.wasc = wasc
+        self.seen = {"point": point, "numthreads": wasc.numthreads, "port_in_config": wasc.config.port,
+                     "logger": type(wasc.logger.get("app")).__name__}
+        wasc.logger("app started", "info")
+        wasc.register("counter", Counter())
+        try:
+            wasc.register("counter", Counter())
+        except AttributeError as exc:
+            self.seen["dup"] = str(exc)
+        wasc.ajob("@lite", self.on_job).execute("SELECT count(*) FROM t")
+
+    def on_job(self, result):
+        self.seen["job"] = [result.status, result.data[0][0]]
+        self.job_done.set()
+
+    def cleanup(self):
+        self.cleaned = self.wasc.unregister("counter") is not None
+
+    def __call__(self, env, start_response):
+        n = was.counter.hit()
+        body = str(n).encode()
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+        return [body]
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.n = 0
+        self.lock = threading.Lock()
+
+    def hit(self) -> int:
+        with self.lock:
+            self.n += 1
+            return self.n
+
+    def status(self) -> dict:
+        return {"hits": self.n}
+
+
+def test_start_hook_register_ajob_and_cleanup(tmp_path):
+    db = tmp_path / "t.db"
+    with sqlite3.connect(db) as c:
+        c.execute("CREATE TABLE t (v INTEGER)")
+        c.executemany("INSERT INTO t VALUES (?)", [(1,), (2,), (3,)])
+    app = HookedApp(str(db))
+    with front(app, {"lite": ("*sqlite3", [str(db)])}, threads=3) as url:
+        assert [requests.get(url + "/", timeout=10).text for _ in range(3)] == ["1", "2", "3"]
+        assert app.job_done.wait(5)
+    assert app.seen["point"] == "/" and app.seen["numthreads"] == 3 and app.seen["logger"] == "Logger"
+    assert "already registered" in app.seen["dup"]
+    assert app.seen["job"] == [3, 3]
+    assert app.cleaned
+
+
+SCRIPT = """
+import os, skitai
+from skitai import was
+
+def app(env, start_response):
+    path = env["PATH_INFO"]
+    if path == "/shutdown":
+        was.shutdown()
+    elif path == "/restart" and not os.environ.get("RESTARTED"):
+        os.environ["RESTARTED"] = "1"
+        was.restart()
+    body = f"{os.getpid()} {os.environ.get('RESTARTED', '0')}".encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+skitai.mount("/", app)
+skitai.run(address="127.0.0.1", threads=2)
+"""
+
+
+def test_shutdown_stops_the_process_cleanly(tmp_path):
+    script = tmp_path / "app.py"
+    script.write_text(textwrap.dedent(SCRIPT))
+    with app_process(script, cwd=tmp_path) as proc:
+        assert requests.get(proc.url + "/shutdown", timeout=10).status_code == 200
+        assert proc.popen.wait(15) == 0
+        out = proc.popen.stdout.read()
+    assert "stopping" in out
+
+
+def test_restart_runs_the_app_again_in_the_same_process(tmp_path):
+    script = tmp_path / "app.py"
+    script.write_text(textwrap.dedent(SCRIPT))
+    with app_process(script, cwd=tmp_path) as proc:
+        pid, flag = requests.get(proc.url + "/restart", timeout=10).text.split()
+        assert flag == "1"
+        deadline = time.monotonic() + 20
+        answer = None
+        while time.monotonic() < deadline:
+            try:
+                answer = requests.get(proc.url + "/", timeout=2).text
+                break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        assert answer == f"{pid} 1"              # same pid (exec), new server, environment kept
+        assert requests.get(proc.url + "/shutdown", timeout=10).status_code == 200
+        assert proc.popen.wait(15) == 0
+
+
+def test_the_was_example_app():
+    with app_process("examples/was/app.py") as proc:
+        d = requests.get(proc.url + "/", timeout=10).json()
+        page = requests.get(proc.url + "/status", timeout=10).text
+    assert d["status"] == [3] * 5 and d["elapsed"] < 0.8 and d["txnid"].endswith("/1000")
+    assert "@self" in page and "1/1 alive" in page
