@@ -103,30 +103,29 @@ async def test_query_timeout_drops_the_connection_and_pool_goes_on(pg_server):
 
 async def test_one_query_in_flight_per_connection(pg_server):
     db = make(pg_server, pool_size=3)
-    tag = f"aq-{time.monotonic_ns()}"
-    seen = []
+    watcher = aquests.aio.postgresql(pg_server.server, "template1", AUTH)  # another key, another pool
+    tag = f"aq{time.monotonic_ns()}"
+    active = []
 
-    async def probe():
-        r = await db.execute(f"SELECT count(*) AS n FROM pg_stat_activity WHERE query LIKE '%{tag}%' "
-                             "AND state = 'active' AND pid <> pg_backend_pid()")
-        return r
-
-    async def sleeper():
-        r = await db.execute(f"SELECT pg_sleep(0.2), '{tag}'")
-        seen.append(db.pool.busy)
-        return r
+    async def watch():
+        for _ in range(8):
+            await asyncio.sleep(0.08)
+            r = await watcher.execute("SELECT count(*) AS n FROM pg_stat_activity "
+                                      "WHERE state = 'active' AND pid <> pg_backend_pid() AND query LIKE %s",
+                                      (f"%/*{tag}*/%",))
+            active.append(r.data[0].n)
+            active.append(("busy", db.pool.busy))
 
     t0 = time.monotonic()
-    results = await asyncio.gather(*(sleeper() for _ in range(9)))
+    results, _ = await asyncio.gather(
+        asyncio.gather(*(db.execute(f"SELECT pg_sleep(0.2) /*{tag}*/") for _ in range(9))), watch())
     elapsed = time.monotonic() - t0
     assert all(r.ok for r in results)
-    assert db.pool.size <= 3 and db.pool.opened == 3
-    assert max(seen) <= 3
+    assert db.pool.opened == 3 and watcher.pool is not db.pool
+    counts = [a for a in active if not isinstance(a, tuple)]
+    assert max(counts) == 3  # three connections, each with exactly one query running
+    assert max(b for _, b in (a for a in active if isinstance(a, tuple))) <= 3
     assert elapsed >= 0.55  # 9 sleeps of 0.2 s through 3 connections: at least 3 rounds
-    other = aquests.aio.postgresql(pg_server.server, "template1", AUTH, pool_size=2)
-    r = await other.execute("SELECT 1 AS one")  # a different (server, db, user) key, a different pool
-    assert r.ok and other.pool is not db.pool
-    assert (await probe()).data[0].n == 0
 
 
 async def test_transaction_commit_rollback_and_failed_statement(pg_server):

@@ -107,3 +107,39 @@ def test_set_max_rcache_bounds_the_cache(tmp_path):
     finally:
         launch.reset()
     assert stats["maxobj"] == 5 and 1 <= stats["current_cached"] <= 5
+
+
+def _cachefs_front(tmp_path, memmax: int, hits: list, backend_url: str):
+    def call(env):
+        q = query(env)
+        headers = {"Cache-Control": "no-cache"} if q.get("fresh") else None
+        if q.get("cookie"):
+            headers = {"Cookie": "sid=1"}
+        before = len(hits)
+        r = was.get(f"{backend_url}/page", {"max_age": q.get("max_age", "60")}, headers=headers,
+                     use_cache=q.get("use_cache", "1") == "1").getwait(5)
+        return {"network": len(hits) - before, "lookup": r.get_header("X-Skitaid-Cache-Lookup"),
+                "code": r.status_code, "status": r.status, "path": r.data["path"]}
+
+    return front(routed({"/p": call}), cachefs={"memmax": memmax, "diskmax": 1, "path": str(tmp_path)})
+
+
+def test_cachefs_answers_cacheable_gets_from_memory_and_disk(tmp_path):
+    hits: list = []
+    with echo_backends(1, hits=hits) as (backend,):
+        with _cachefs_front(tmp_path / "mem", 1, hits, backend.url) as url:          # sizes in MB
+            first = get_json(url + "/p")
+            again = get_json(url + "/p")
+            fresh = get_json(url + "/p?fresh=1")
+            nocache = get_json(url + "/p?use_cache=0")
+            uncacheable = [get_json(url + "/p?max_age=0")["network"] for _ in range(2)]
+            private = [get_json(url + "/p?max_age=20&cookie=1")["network"] for _ in range(2)]
+        with _cachefs_front(tmp_path / "disk", 0, hits, backend.url) as url:    # disk only
+            disk = [get_json(url + "/p?max_age=30") for _ in range(2)]
+    assert first["network"] == 1 and first["lookup"] is None
+    assert again == {"network": 0, "lookup": "MEM_HIT", "code": 200, "status": 3, "path": "/page"}
+    assert fresh["network"] == 1 and nocache["network"] == 1
+    assert uncacheable == [1, 1]
+    assert private == [1, 1]                     # a request with a cookie: only a "public" answer is kept
+    assert disk[0]["network"] == 1 and disk[1]["network"] == 0 and disk[1]["lookup"] == "HIT"
+    assert list((tmp_path / "disk").glob("*.body"))

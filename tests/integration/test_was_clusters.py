@@ -5,6 +5,7 @@ from __future__ import annotations
 import collections
 import ssl
 import threading
+import time
 
 import pytest
 
@@ -188,3 +189,23 @@ def test_db_alias_forms(fresh_launch, tmp_path, pg_server, redis_server, mongo_s
     with Running(config) as srv:
         d = get_json(f"http://127.0.0.1:{srv.port}/db")
     assert d == {"lite": [0, 1], "pg": 42, "rd": "v1", "mg": "n1", "db": 1, "status": [3, 3, 3]}
+
+
+def test_timed_out_waits_name_the_member_and_keep_the_answers_that_came():
+    fast, slow = ServerThread(echo_dispatch()).start(), ServerThread(echo_dispatch(1.0)).start()
+    try:
+        def waits(env):
+            results = was.get.map("@mixed/x").getswait(0.4)
+            lb = was.get("@slow/x").getwait(0.3)
+            return {"map": sorted([r.status, r.status_code, r.node] for r in results),
+                    "lb": [lb.status, lb.status_code, lb.node]}
+
+        clusters = {"mixed": ("http", [hostport(fast.url), hostport(slow.url)]), "slow": ("http", hostport(slow.url))}
+        with front(routed({"/w": waits}), clusters) as url:
+            d = get_json(url + "/w")
+        time.sleep(0.7)                  # let the slow backend's handlers end before it stops
+    finally:
+        fast.stop()
+        slow.stop()
+    assert d["map"] == sorted([[3, 200, hostport(fast.url)], [1, 730, hostport(slow.url)]])
+    assert d["lb"] == [1, 730, hostport(slow.url)]

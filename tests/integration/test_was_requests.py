@@ -204,7 +204,7 @@ def test_wait_timeout_gives_status_1_and_drops_the_call():
 
 def _timeout_once(env, backend: str):
     started = time.monotonic()
-    task = was.get(backend + "/slow?delay=3")
+    task = was.get(backend + "/slow?delay=1.2")
     r = task.getwait(0.3)
     return {"status": r.status, "code": r.status_code, "elapsed": time.monotonic() - started,
             "again_same": task.getwait(5) is r}
@@ -258,12 +258,14 @@ def test_grpc_unary_call():
     def call(env):
         stub = was.grpc(f"http://127.0.0.1:{port}/routeguide.RouteGuide", service=service)
         r = stub.GetFeature(pb.Point(latitude=7, longitude=8)).getwait(5)
+        lb = was.grpc("@guide/routeguide.RouteGuide", service=service).GetFeature(pb.Point(latitude=9)).getwait(5)
         raw = was.togrpc(pb.Point(latitude=1))
-        return {"name": r.data.name, "status": r.status, "lat": was.fromgrpc(pb.Point, raw).latitude}
+        return {"name": r.data.name, "status": r.status, "lat": was.fromgrpc(pb.Point, raw).latitude,
+                "lb": [lb.data.name, lb.node]}
 
     try:
-        with front(routed({"/g": call})) as url:
-            assert get_json(url + "/g") == {"name": "f7", "status": 3, "lat": 1}
+        with front(routed({"/g": call}), {"guide": ("grpc", f"127.0.0.1:{port}")}) as url:
+            assert get_json(url + "/g") == {"name": "f7", "status": 3, "lat": 1, "lb": ["f9", f"127.0.0.1:{port}"]}
     finally:
         server.stop(0)
 

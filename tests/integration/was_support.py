@@ -38,7 +38,10 @@ def echo_dispatch(delay: float = 0.0, hits: list | None = None):
                   "port": req.server[1] if req.server else 0}
         data = json.dumps(answer).encode()
         status = int(query.get("status", 200))
-        exchange.respond(status, [("Content-Type", "application/json"), ("Content-Length", str(len(data)))], data)
+        headers = [("Content-Type", "application/json"), ("Content-Length", str(len(data)))]
+        if "max_age" in query:
+            headers.append(("Cache-Control", f"max-age={query['max_age']}"))
+        exchange.respond(status, headers, data)
     return dispatch
 
 

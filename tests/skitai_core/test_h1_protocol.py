@@ -428,3 +428,57 @@ def test_request_log_line(caplog):
     assert f[13].endswith("ms") and f[14].endswith("ms")
     assert lines[1].split()[8:10] == ["GTID-C9-R9", "2001"]
     assert lines[2].split()[8:10] == ["G1", "1000"]
+
+
+def test_tls_and_sendfile_fallback(tmp_path):
+    trustme = pytest.importorskip("trustme")
+    import ssl
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(ctx)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    data = os.urandom(1 << 20)
+    (tmp_path / "f").write_bytes(data)
+
+    async def dispatch(exchange):
+        if exchange.request.path == "/file":
+            with open(tmp_path / "f", "rb") as f:
+                exchange.start(200, [("Content-Length", str(len(data)))])
+                await exchange.sendfile(f, 0, len(data))
+                exchange.end()
+        else:
+            exchange.respond(200, [], exchange.request.scheme.encode())
+
+    with ServerThread(dispatch, ssl=ctx) as srv, requests.Session() as s:
+        assert s.get(srv.url + "/", verify=str(ca_file)).text == "https"
+        assert s.get(srv.url + "/file", verify=str(ca_file)).content == data
+
+
+def test_reuse_port_lets_two_servers_share_a_port():
+    from skitai.config import Config
+    from skitai.http.server import serve
+
+    async def main():
+        port = __import__("tests.support.net", fromlist=["free_port"]).free_port()
+        cfg = Config(address="127.0.0.1", port=port, workers=2)
+        a = await serve(cfg, echo_dispatch)
+        b = await serve(cfg, echo_dispatch)
+        try:
+            assert a.port == b.port == port
+        finally:
+            for srv in (a, b):
+                srv.close()
+                await srv.wait_closed()
+
+    asyncio.run(main())
+
+
+def test_absolute_form_target_and_http10_without_host(echo_server):
+    data = raw_request(echo_server.port, b"GET http://example.com/abs?q=2 HTTP/1.1\r\nHost: example.com\r\n"
+                                         b"Connection: close\r\n\r\n")
+    assert parse_responses(data)[0].body.startswith(b"GET /abs q=2 1.1")
+    data = raw_request(echo_server.port, b"GET /old HTTP/1.0\r\n\r\n")
+    assert parse_responses(data)[0].status == 200

@@ -214,3 +214,20 @@ def test_malformed_request_headers_reset_only_that_stream(srv, headers):
     finally:
         c.close()
     still_serves(srv)
+
+
+def test_cancelled_streams_free_their_slots():
+    """A browser cancelling requests must not use up the stream limit of its connection."""
+    with h2_server(app=app, h2_max_concurrent_streams=5) as s:
+        c = H2Client(s.port)
+        try:
+            for _ in range(20):
+                sid = c.conn.get_next_available_stream_id()
+                c.conn.send_headers(sid, REQ)
+                c.conn.reset_stream(sid, ErrorCodes.CANCEL)
+            c.flush()
+            assert c.response(c.request("/after"))[1] == b"fine"
+            assert not [e for e in c.events if isinstance(e, h2.events.StreamReset)
+                        and e.error_code == ErrorCodes.REFUSED_STREAM]
+        finally:
+            c.close()

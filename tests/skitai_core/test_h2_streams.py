@@ -274,3 +274,22 @@ def test_idle_connection_gets_goaway():
             assert c.goaway_code() == 0
         finally:
             c.close()
+
+
+def test_transaction_ids_keep_the_connection_number():
+    seen = []
+
+    def dispatch(ex):
+        seen.append(ex.request.gtxnid)
+        ex.respond(200, [], b"ok")
+
+    with h2_server(dispatch) as s:
+        for _ in range(2):
+            c = H2Client(s.port)
+            try:
+                c.response(c.request("/a"))
+                c.response(c.request("/b"))
+            finally:
+                c.close()
+    assert seen[0].endswith("-R1") and seen[1].endswith("-R2") and seen[0].split("-")[1] != seen[2].split("-")[1]
+    assert seen[0] == "GTID-C1-R1"

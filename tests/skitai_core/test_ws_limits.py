@@ -36,7 +36,7 @@ def srv():
 def close_code(ws) -> int | None:
     with pytest.raises(ConnectionClosed):
         for _ in range(5):
-            ws.recv(timeout=3)
+            ws.recv(timeout=10)
     return ws.protocol.close_rcvd.code if ws.protocol.close_rcvd else None
 
 
@@ -49,9 +49,9 @@ def test_too_big_is_1009(srv):
 def test_fragments_are_reassembled_and_counted(srv):
     with wsc.connect(f"ws://127.0.0.1:{srv.port}/") as ws:
         ws.send(["ab", "cd", "ef"])
-        assert ws.recv(timeout=3) == "echo:abcdef"
+        assert ws.recv(timeout=10) == "echo:abcdef"
         ws.send([b"\x01" * 400, b"\x02" * 400])
-        assert ws.recv(timeout=3) == b"\x01" * 400 + b"\x02" * 400
+        assert ws.recv(timeout=10) == b"\x01" * 400 + b"\x02" * 400
         ws.send(["z" * 600, "z" * 600])                       # each fragment fits, the message does not
         assert close_code(ws) == 1009
 
@@ -94,7 +94,7 @@ def test_ping_is_answered_and_close_code_echoed(srv):
 def test_client_close_handshake_with_websockets(srv):
     ws = wsc.connect(f"ws://127.0.0.1:{srv.port}/")
     ws.send("a")
-    ws.recv(timeout=3)
+    ws.recv(timeout=10)
     ws.close(code=4001, reason="done")
     assert ws.protocol.close_rcvd.code == 4001
 
@@ -112,7 +112,7 @@ def test_server_pings_and_drops_a_silent_peer():
         with wsc.connect(f"ws://127.0.0.1:{s.port}/") as ws:     # a pong-answering client stays
             time.sleep(0.8)
             ws.send("still")
-            assert ws.recv(timeout=3) == "echo:still"
+            assert ws.recv(timeout=10) == "echo:still"
 
 
 def test_idle_timeout_closes_with_1001():
@@ -126,6 +126,14 @@ def test_shutdown_closes_with_1001(srv):
     from skitai.websocket.protocol import close_all
     with wsc.connect(f"ws://127.0.0.1:{srv.port}/") as ws:
         ws.send("a")
-        ws.recv(timeout=3)
+        ws.recv(timeout=10)
         srv.call(close_all)
         assert close_code(ws) == 1001
+
+
+def test_deflate_bomb_is_1009(srv):
+    """A small compressed message that inflates past the limit is stopped like a big one."""
+    with wsc.connect(f"ws://127.0.0.1:{srv.port}/", max_size=None) as ws:
+        assert "permessage-deflate" in ws.response.headers.get("Sec-WebSocket-Extensions", "")
+        ws.send("a" * 50_000)                      # compresses to a few hundred bytes
+        assert close_code(ws) == 1009

@@ -76,10 +76,10 @@ def srv():
 
 def test_spec_flask_echo(srv):
     with wsc.connect(f"ws://127.0.0.1:{srv.port}/websocket/echo") as ws:
-        welcome = ws.recv(timeout=3)
+        welcome = ws.recv(timeout=10)
         assert welcome.startswith("Welcome ")
         ws.send("Hello")
-        assert ws.recv(timeout=3) == "ECHO:Hello"
+        assert ws.recv(timeout=10) == "ECHO:Hello"
         headers = ws.response.headers
         assert headers["Upgrade"].lower() == "websocket" and "Sec-WebSocket-Accept" in headers
         assert "WebSocket-Location" not in headers and "WebSocket-Protocol" not in headers
@@ -93,16 +93,16 @@ def test_spec_flask_echo(srv):
 
 def test_no_origin_needed_and_no_deflate_when_not_offered(srv):
     with wsc.connect(f"ws://127.0.0.1:{srv.port}/websocket/echo", compression=None, origin=None) as ws:
-        ws.recv(timeout=3)
+        ws.recv(timeout=10)
         assert "Sec-WebSocket-Extensions" not in ws.response.headers
         ws.send("x" * 100_000)
-        assert ws.recv(timeout=3) == "ECHO:" + "x" * 100_000
+        assert ws.recv(timeout=10) == "ECHO:" + "x" * 100_000
 
 
 def test_send_directly_and_from_another_thread(srv):
     with wsc.connect(f"ws://127.0.0.1:{srv.port}/websocket/direct") as ws:
         ws.send("hi")
-        got = [ws.recv(timeout=3) for _ in range(3)]
+        got = [ws.recv(timeout=10) for _ in range(3)]
         assert got == ["You said, hi", b"bytes hi", "from a thread"]
 
 
@@ -137,9 +137,9 @@ def test_replies_keep_message_order_and_type():
     with ServerThread(app=raw_app, threads=4) as s, wsc.connect(f"ws://127.0.0.1:{s.port}/") as ws:
         for i in range(30):
             ws.send(f"m{i}")
-        assert [ws.recv(timeout=3) for _ in range(30)] == [f"m{i}" for i in range(30)]
+        assert [ws.recv(timeout=10) for _ in range(30)] == [f"m{i}" for i in range(30)]
         ws.send(b"\x00\x01\x02")
-        assert ws.recv(timeout=3) == b"\x02\x01\x00"
+        assert ws.recv(timeout=10) == b"\x02\x01\x00"
 
 
 def test_origin_policy():
@@ -151,7 +151,7 @@ def test_origin_policy():
             wsc.connect(f"ws://127.0.0.1:{s.port}/")                   # no Origin with a policy on
         with wsc.connect(f"ws://127.0.0.1:{s.port}/", origin="https://ok.example") as ws:
             ws.send("ok")
-            assert ws.recv(timeout=3) == "ok"
+            assert ws.recv(timeout=10) == "ok"
 
 
 def test_bad_config_is_500():
@@ -170,4 +170,4 @@ def test_threads_zero_runs_on_the_loop():
     with ServerThread(app=raw_app, threads=0) as s, wsc.connect(f"ws://127.0.0.1:{s.port}/") as ws:
         for i in range(5):
             ws.send(f"q{i}")
-        assert [ws.recv(timeout=3) for _ in range(5)] == [f"q{i}" for i in range(5)]
+        assert [ws.recv(timeout=10) for _ in range(5)] == [f"q{i}" for i in range(5)]

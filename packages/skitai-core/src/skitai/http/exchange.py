@@ -106,12 +106,21 @@ class BaseExchange:
         return f"<{type(self).__name__} {self.request!r} state={self.state}>"
 
 
-def header_block(headers: list[tuple[str, str]]) -> tuple[str, str | None, bool, str | None]:
-    """Validate and render response headers for HTTP/1.x.
+def header_block(headers: list[tuple[str, str]]) -> tuple[bytes, str | None, bool, str | None]:
+    """Validate and render response headers for HTTP/1.x (cached for repeated header lists).
 
-    Returns ``(text, content_length, close, upgrade_connection)``: the ``Name: value\\r\\n`` lines without the
-    framing fields, the handler's Content-Length (or None), whether it asked for ``Connection: close``,
-    and any other Connection value. Raises ``HeaderError`` on CR/LF/NUL."""
+    Returns ``(block, content_length, close, connection)``: the encoded ``Name: value\r\n`` lines without
+    the framing fields, the handler's Content-Length (or None), whether it asked for ``Connection: close``,
+    and any other Connection value. Raises ``HeaderError`` on CR/LF/NUL or text that is not latin-1."""
+    key = None
+    if len(headers) <= 8:
+        key = tuple(headers)
+        try:
+            hit = _blocks.get(key)
+        except TypeError:            # unhashable items (lists): render without the cache
+            key = hit = None
+        if hit is not None:
+            return hit
     lines = []
     app_len = None
     close = False
@@ -119,26 +128,32 @@ def header_block(headers: list[tuple[str, str]]) -> tuple[str, str | None, bool,
     for name, value in headers:
         lname = name.lower()
         if lname in _FRAMING:
+            if "\r" in value or "\n" in value or "\0" in value:
+                raise HeaderError(f"CR, LF or NUL in header {name!r}")
             if lname == "content-length":
-                app_len = value
+                app_len = value.strip()
+                if not app_len.isdigit() or not app_len.isascii():
+                    raise HeaderError(f"invalid Content-Length {app_len!r}")
             elif lname == "connection":
                 if "close" in value.lower():
                     close = True
                 else:
                     conn = value
-            if "\r" in value or "\n" in value or "\0" in value:
-                raise HeaderError(f"CR, LF or NUL in header {name!r}")
             continue
         lines.append(f"{name}: {value}\r\n")
     text = "".join(lines)
     n = len(lines)
     if text.count("\n") != n or text.count("\r") != n or "\0" in text:
         raise HeaderError("CR, LF or NUL in a response header")
-    if app_len is not None:
-        app_len = app_len.strip()
-        if not app_len.isdigit() or not app_len.isascii():
-            raise HeaderError(f"invalid Content-Length {app_len!r}")
-    return text, app_len, close, conn
+    result = (_encode(text), app_len, close, conn)
+    if key is not None:
+        if len(_blocks) >= 512:
+            _blocks.clear()
+        _blocks[key] = result
+    return result
+
+
+_blocks: dict = {}
 
 
 def _encode(text: str) -> bytes:
@@ -154,7 +169,16 @@ class H1Exchange(BaseExchange):
     __slots__ = ("proto", "keep", "head_only", "mode", "remaining", "_head")
 
     def __init__(self, proto, request) -> None:
-        BaseExchange.__init__(self, request, proto.loop, proto.config)
+        self.request = request
+        self.loop = proto.loop
+        self.config = proto.config
+        self.closed = False
+        self.state = IDLE
+        self.status = 0
+        self.bytes_out = 0
+        self.t_respond = 0.0
+        self.t_done = 0.0
+        self._log_extra = None
         self.proto = proto
         self.keep = request.keep_alive       # keep the connection after this answer
         self.head_only = request.method == "HEAD"
@@ -165,43 +189,42 @@ class H1Exchange(BaseExchange):
     # ---- heads -----------------------------------------------------------------------------------
     def _render(self, status: int, headers: list[tuple[str, str]], reason: str | None, length: int) -> bytes:
         """The head for ``status``; ``length`` is the whole body's size, or -1 for a stream."""
-        text, app_len, close, _ = header_block(headers)
+        block, app_len, close, _ = header_block(headers)
         first = status_line(status, reason)
-        if self.proto.closing or self.proto.unread_body_forces_close(self):
+        proto = self.proto
+        if proto.closing or (proto.receiving is self and proto.unread_body_forces_close(self)):
             close = True
         if status < 200 or status == 204 or status == 304:
             mode = NO_BODY
             if app_len is not None and status == 304:
-                text += f"Content-Length: {app_len}\r\n"
+                block += b"Content-Length: %s\r\n" % app_len.encode()
         elif length >= 0:
             mode = FIXED
             self.remaining = length
             if self.head_only and app_len is not None:
-                text += f"Content-Length: {app_len}\r\n"
+                block += b"Content-Length: %s\r\n" % app_len.encode()
             else:
-                text += f"Content-Length: {length}\r\n"
+                block += b"Content-Length: %d\r\n" % length
         elif app_len is not None:
             mode = FIXED
             self.remaining = int(app_len)
-            text += f"Content-Length: {app_len}\r\n"
+            block += b"Content-Length: %s\r\n" % app_len.encode()
         elif self.request.version == "1.1":
             mode = CHUNKED
-            text += "Transfer-Encoding: chunked\r\n"
+            block += b"Transfer-Encoding: chunked\r\n"
         else:
             mode = UNTIL_CLOSE
             close = True
         if self.head_only:
             mode = NO_BODY
-        if close or not self.keep:
-            self.keep = False
-            text += "Connection: close\r\n\r\n"
-        elif self.request.version == "1.0":
-            text += "Connection: keep-alive\r\n\r\n"
-        else:
-            text += "\r\n"
         self.mode = mode
         self.status = status
-        return first + clock.SERVER_DATE + _encode(text)
+        if close or not self.keep:
+            self.keep = False
+            return first + clock.SERVER_DATE + block + b"Connection: close\r\n\r\n"
+        if self.request.version == "1.0":
+            return first + clock.SERVER_DATE + block + b"Connection: keep-alive\r\n\r\n"
+        return first + clock.SERVER_DATE + block + b"\r\n"
 
     # ---- whole answers ---------------------------------------------------------------------------
     def respond(self, status: int, headers: list[tuple[str, str]], body: bytes = b"",
@@ -358,10 +381,10 @@ class H1Exchange(BaseExchange):
         if self.closed:
             raise ClientDisconnected("the client went away")
         if headers is not None:
-            text, _, _, conn = header_block(headers)
+            block, _, _, conn = header_block(headers)
             if conn is not None:
-                text += f"Connection: {conn}\r\n"
-            head = status_line(101) + clock.SERVER_DATE + _encode(text + "\r\n")
+                block += _encode(f"Connection: {conn}\r\n")
+            head = status_line(101) + clock.SERVER_DATE + block + b"\r\n"
             self.bytes_out += len(head)
             self.proto.transport.write(head)
         self.status = 101

@@ -550,6 +550,9 @@ class H1Protocol(asyncio.Protocol):
         t = self.transport
         if t is None or t.is_closing():
             return
+        if self.peer_eof:
+            t.close()
+            return
         if self._paused:
             self._paused = 0
             t.resume_reading()
@@ -581,6 +584,8 @@ class H1Protocol(asyncio.Protocol):
         self.state.connections.discard(self)
         t = self.transport
         proto = protocol_factory()
+        if getattr(proto, "conn_no", None) == 0:       # HTTP/2 keeps this connection's number (GTIDs)
+            proto.conn_no = self.conn_no
         t.set_protocol(proto)
         proto.connection_made(t)
         if self._paused:

@@ -28,7 +28,8 @@ def h2c_upgrade(exchange: Any) -> Any:
         broken = True
     if broken:
         return proto.dispatch(exchange)          # a broken HTTP2-Settings: stay on HTTP/1.1
-    exchange.upgrade(lambda: H2Protocol(proto.config, proto.dispatch, upgraded=(req, settings)),
+    exchange.upgrade(lambda: H2Protocol(proto.config, proto.dispatch, upgraded=(req, settings),
+                                        conn_no=proto.conn_no),
                      headers=[("Connection", "Upgrade"), ("Upgrade", "h2c")])
     return None
 

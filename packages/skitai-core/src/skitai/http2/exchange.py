@@ -21,10 +21,11 @@ _HOP = frozenset(("connection", "keep-alive", "proxy-connection", "transfer-enco
 SENDFILE_CHUNK = 64 * 1024
 
 
-def h2_headers(status: int, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    """``:status`` first, names lower-cased, hop-by-hop fields dropped, Server/Date added if absent."""
+def h2_headers(status: int, headers: list[tuple[str, str]], length: int = -1) -> list[tuple[str, str]]:
+    """``:status`` first, names lower-cased, hop-by-hop fields dropped, Server/Date added if absent,
+    ``content-length`` added for a whole body (``length`` >= 0) that has none."""
     out = [(":status", str(status))]
-    seen_server = seen_date = False
+    seen_server = seen_date = seen_length = False
     for name, value in headers:
         name = name.lower()
         if name in _HOP:
@@ -33,11 +34,14 @@ def h2_headers(status: int, headers: list[tuple[str, str]]) -> list[tuple[str, s
             raise HeaderError(f"CR, LF or NUL in header {name!r}")
         seen_server = seen_server or name == "server"
         seen_date = seen_date or name == "date"
+        seen_length = seen_length or name == "content-length"
         out.append((name, value))
     if not seen_server:
         out.append(("server", clock.SERVER))
     if not seen_date:
         out.append(("date", clock.DATE))
+    if length >= 0 and not seen_length and status >= 200 and status not in (204, 304):
+        out.append(("content-length", str(length)))
     return out
 
 
@@ -62,15 +66,16 @@ class H2Exchange(BaseExchange):
     # -- answers --------------------------------------------------------------------------------
     def respond(self, status: int, headers: list[tuple[str, str]], body: bytes = b"",
                 reason: str | None = None) -> None:
-        self.start(status, headers, reason)
+        self.start(status, headers, reason, len(body))
         self.end(body)
 
-    def start(self, status: int, headers: list[tuple[str, str]], reason: str | None = None) -> None:
+    def start(self, status: int, headers: list[tuple[str, str]], reason: str | None = None,
+              length: int = -1) -> None:
         if self.state != IDLE:
             if self.closed:
                 return
             raise RuntimeError("the answer has already started")
-        block = h2_headers(status, headers)          # HeaderError before anything is sent
+        block = h2_headers(status, headers, length)  # HeaderError before anything is sent
         self.state = STREAMING
         self.status = status
         self.t_respond = time.monotonic()

@@ -62,13 +62,13 @@ def goaway_all() -> None:
 
 
 class H2Protocol(asyncio.Protocol):
-    def __init__(self, config: Any, dispatch: Callable, state: Any = None,
-                 upgraded: tuple[Request, str] | None = None) -> None:
-        """``state``: the server's ``ServerState`` (connection numbers, the live-connection set);
-        ``upgraded``: ``(request, HTTP2-Settings value)`` of an ``Upgrade: h2c`` request (it becomes stream 1)."""
+    def __init__(self, config: Any, dispatch: Callable, upgraded: tuple[Request, str] | None = None,
+                 conn_no: int | None = None) -> None:
+        """``upgraded``: ``(request, HTTP2-Settings value)`` of an ``Upgrade: h2c`` request (it becomes
+        stream 1); ``conn_no``: the connection number it had on HTTP/1.1 (transaction IDs)."""
         self.config = config
-        self.state = state
         self.upgraded = upgraded
+        self._given_no = conn_no
         self.limits = config.limits
         self.dispatch = dispatch
         self.scheme = "http"
@@ -115,11 +115,8 @@ class H2Protocol(asyncio.Protocol):
         self.server = _addr(transport.get_extra_info("sockname"))
         if transport.get_extra_info("ssl_object") is not None:
             self.scheme = "https"
-        if self.state is not None:
-            self.state.conn_count += 1
-            self.conn_no = self.state.conn_count
-        else:
-            self.conn_no = next(_conn_numbers)
+        # HTTP/1.1 hands its number over (h1._hand_over sets conn_no); standalone use counts on its own
+        self.conn_no = self.conn_no or self._given_no or next(_conn_numbers)
         transport.set_write_buffer_limits(high=self.limits.write_buffer_high)
         CONNECTIONS.add(self)
         self._schedule()
@@ -264,11 +261,11 @@ class H2Protocol(asyncio.Protocol):
         ex.request_trailers = trailers
 
     def _on_reset(self, event: StreamReset) -> None:
-        ex = self.exchanges.get(event.stream_id)
+        # the slot is free at once: a handler may never answer a reset stream (WSGI skips it), and what
+        # bounds reset abuse is FrameGuard's rate limit
+        ex = self.exchanges.pop(event.stream_id, None)
         if ex is not None:
             ex.reset()
-            if ex.finished:
-                self.exchanges.pop(event.stream_id, None)
 
     def _on_window(self, event: WindowUpdated) -> None:
         if event.stream_id:
@@ -335,12 +332,11 @@ class H2Protocol(asyncio.Protocol):
 
     def reset(self, ex: H2Exchange, code: ErrorCodes) -> None:
         ex.reset()
+        self.exchanges.pop(ex.stream_id, None)
         try:
             self.conn.reset_stream(ex.stream_id, code)
         except ProtocolError:
             pass
-        if ex.finished:
-            self.stream_done(ex)
         self._flush_soon()
 
     def push(self, ex: H2Exchange, path: str, extra: list[tuple[str, str]]) -> None:

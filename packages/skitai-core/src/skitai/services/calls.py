@@ -6,8 +6,9 @@ for ``rpc``, ``grpc``, ``ws``, ``upload`` and the database stubs.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from aquests import verbs
 from aquests import websocket as aws
@@ -18,6 +19,7 @@ from aquests.rpc import grpc as agrpc
 from aquests.rpc import xmlrpc
 from aquests.rpc.stub import Stub
 
+from .httpcache import has_credentials, wants_fresh
 from .task import Task
 
 if TYPE_CHECKING:
@@ -57,15 +59,28 @@ class _Modes:
 
     def _task(self, mode: str, cluster: Any, do, direct, *, ident: str, use_cache: bool,
               callback: Any, url: str) -> Task:
+        progress: dict[str, Any] = {}       # member address -> its response (None while in flight)
+
+        def tracked(member: Any) -> Awaitable[Any]:
+            progress[member.address] = None
+            return _record(progress, member.address, do(member))
+
         if mode == DIRECT:
             work = direct
         elif mode == LB:
-            work = lambda: cluster.call(do)  # noqa: E731
+            work = lambda: cluster.call(tracked)  # noqa: E731
         else:
-            work = lambda: cluster.map(do)  # noqa: E731
+            work = lambda: cluster.map(tracked)  # noqa: E731
         wasc = self.was.wasc
         return Task(wasc.loop, work, ident=ident, rcache=wasc.rcache, mapped=(mode == MAP),
-                    use_cache=use_cache, callback=callback, url=url, owner=self.was)
+                    use_cache=use_cache, callback=callback, url=url, owner=self.was, progress=progress)
+
+
+async def _record(progress: dict[str, Any], address: str, call: Awaitable[Any]) -> Any:
+    """Await one member's call and keep its response, so a timed-out wait can still report it."""
+    response = await call
+    progress[address] = response
+    return response
 
 
 class HttpVerb(_Modes):
@@ -87,14 +102,27 @@ class HttpVerb(_Modes):
             body = {"params": data} if data is not None else {}
         client = self.was.wasc.client
         method = self.method
+        store = self.was.wasc.httpcache if method == "GET" else None
+        lookup = store if (store is not None and use_cache and not wants_fresh(hdrs)) else None
 
-        def send(url: str):
-            return client.request(method, url, headers=hdrs, auth=auth, timeout=timeout,
-                                  meta=dict(meta or {}), **body)
+        async def send(url: str):
+            key = url if data is None else f"{url}{'&' if '?' in url else '?'}{_query(data)}"
+            cached = lookup.get(key) if lookup is not None else None
+            if cached is not None:
+                return cached
+            resp = await client.request(method, url, headers=hdrs, auth=auth, timeout=timeout,
+                                        meta=dict(meta or {}), **body)
+            if store is not None:
+                store.put(key, resp, private=has_credentials(hdrs, auth))
+            return resp
 
         ident = make_ident(cluster.name if cluster else None, path, "http", method, data, mapped=(mode == MAP))
         return self._task(mode, cluster, lambda m: send(m.url(path)), lambda: send(path),
                           ident=ident, use_cache=use_cache, callback=callback, url=uri)
+
+
+def _query(data: Any) -> str:
+    return urlencode(data, doseq=True) if isinstance(data, Mapping) else repr(data)
 
 
 class UploadVerb(HttpVerb):

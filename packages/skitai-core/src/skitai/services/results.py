@@ -23,6 +23,16 @@ def classify(response: Any) -> int:
     return NORMAL
 
 
+def keep(cache: Any, ident: str | None, result: Any, timeout: float, normal: bool) -> bool:
+    """Store ``result`` under ``ident`` for ``timeout`` seconds when it is normal; ``timeout <= 0`` expires it."""
+    if cache is None or ident is None:
+        return False
+    if timeout <= 0:
+        cache.expire(ident)
+        return False
+    return normal and cache.put(ident, result, timeout)
+
+
 class WasTimeout(TimeoutError):
     """Raised by ``reraise`` when a call did not finish within its wait timeout."""
 
@@ -41,8 +51,9 @@ class Result:
         self._cache = cache
 
     @classmethod
-    def timed_out(cls, reason: str, *, url: str = "", ident: str | None = None, cache: Any = None) -> Result:
-        return cls(Response.failed(codes.TIMEOUT, reason, url=url), TIMEOUT, ident=ident, cache=cache)
+    def timed_out(cls, reason: str, *, url: str = "", node: str | None = None, ident: str | None = None,
+                  cache: Any = None) -> Result:
+        return cls(Response.failed(codes.TIMEOUT, reason, url=url), TIMEOUT, node=node, ident=ident, cache=cache)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.response, name)
@@ -70,14 +81,7 @@ class Result:
 
     def cache(self, timeout: float = 300) -> bool:
         """Keep this result for ``timeout`` seconds (only a normal one); 0 or less expires it."""
-        if self._cache is None or self._ident is None:
-            return False
-        if timeout <= 0:
-            self._cache.expire(self._ident)
-            return False
-        if self.status != NORMAL:
-            return False
-        return self._cache.put(self._ident, self, timeout)
+        return keep(self._cache, self._ident, self, timeout, self.status == NORMAL)
 
 
 class Results:
@@ -118,11 +122,5 @@ class Results:
         return self
 
     def cache(self, timeout: float = 300) -> bool:
-        if self._cache is None or self._ident is None:
-            return False
-        if timeout <= 0:
-            self._cache.expire(self._ident)
-            return False
-        if not self.results or not self.is_normal():
-            return False
-        return self._cache.put(self._ident, self, timeout)
+        """Keep every member's result (only when all are normal); 0 or less expires them."""
+        return keep(self._cache, self._ident, self, timeout, bool(self.results) and self.is_normal())

@@ -22,6 +22,8 @@ from aquests.cluster import Cluster
 from aquests.http.client import Client
 from aquests.rcache import ResultCache
 
+from .httpcache import ResponseCache
+
 
 class _Loggers:
     """``wasc.logger.get("app")`` and ``wasc.logger("msg")`` over the stdlib loggers skitai configures."""
@@ -66,6 +68,7 @@ class Wasc:
         self.rcache = ResultCache(getattr(config, "rcache_objmax", 100) or 100)
         # shares the loop's connection pools; ``config.extra["was"]`` may hold client options (verify=...)
         self.client = Client(**((getattr(config, "extra", None) or {}).get("was") or {}))
+        self.httpcache = ResponseCache.from_config(getattr(config, "cachefs", None), getattr(config, "varpath", None))
         self.clusters: dict[str, Cluster] = {}
         for name, c in (getattr(config, "clusters", None) or {}).items():
             self.add_cluster(name, c.ctype, c.members, role=c.role, source=c.source, ssl=c.ssl)
@@ -93,8 +96,11 @@ class Wasc:
 
     # -- registered objects ------------------------------------------------------------------------
     def register(self, name: str, obj: Any) -> None:
+        """Make ``obj`` reachable as ``was.<name>`` from every app and thread."""
+        from .was import reserved
+
         with self.lock:
-            if name in self.objects or hasattr(type(self), name):
+            if name in self.objects or hasattr(type(self), name) or reserved(name):
                 raise AttributeError(f"was.{name} is already registered")
             self.objects[name] = obj
 

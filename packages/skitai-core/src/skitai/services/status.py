@@ -9,7 +9,7 @@ from typing import Any
 
 from .server import pool_counters
 
-SECTIONS = ("SERVER", "THREADS", "MOUNTS", "CLUSTERS", "RCACHE", "OBJECTS")
+SECTIONS = ("SERVER", "THREADS", "MOUNTS", "CLUSTERS", "RCACHE", "CACHEFS", "OBJECTS")
 
 
 def _safe(fn: Any, *args: Any) -> Any:
@@ -53,6 +53,8 @@ def collect(wasc: Any, flt: str | None = None) -> dict[str, Any]:
         "RCACHE": _safe(wasc.rcache.stats),
         "OBJECTS": _objects(wasc),
     }
+    if wasc.httpcache is not None:
+        data["CACHEFS"] = _safe(wasc.httpcache.stats)
     if not flt:
         return data
     key = flt.upper()

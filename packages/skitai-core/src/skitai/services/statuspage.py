@@ -95,7 +95,8 @@ def render(data: dict, fancy: bool = True) -> str:
     server = data.get("SERVER", {})
     parts = [_cards(data)] if "SERVER" in data else []
     sections = (("CLUSTERS", "Clusters", _clusters), ("MOUNTS", "Mounts", _mounts), ("SERVER", "Server", _kv),
-                ("THREADS", "Thread pool", _kv), ("RCACHE", "Result cache", _kv), ("OBJECTS", "Registered", _kv))
+                ("THREADS", "Thread pool", _kv), ("RCACHE", "Result cache", _kv), ("CACHEFS", "Response cache (cachefs)", _kv),
+                ("OBJECTS", "Registered", _kv))
     for key, title, fn in sections:
         if key in data:
             parts.append(f"<section id=\"{key.lower()}\"><h2>{title}</h2>{fn(data[key])}</section>")

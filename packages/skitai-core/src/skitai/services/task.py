@@ -39,8 +39,10 @@ class Task:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, work: Callable[[], Awaitable[Any]], *,
                  ident: str, rcache: Any, mapped: bool = False, use_cache: bool = True,
-                 callback: Any = None, url: str = "", owner: Any = None) -> None:
+                 callback: Any = None, url: str = "", owner: Any = None,
+                 progress: dict[str, Any] | None = None) -> None:
         self.created = time.monotonic()
+        self._progress = progress if progress is not None else {}   # cluster members tried so far
         self._owner = owner            # the ``was`` that made the call: bound while its callback runs
         self.ident = ident
         self.mapped = mapped
@@ -108,10 +110,15 @@ class Task:
         return self._result
 
     def _timed_out(self, timeout: float) -> Result | Results:
+        """Status 1 for what did not finish, naming the member; a map keeps the members that answered."""
         reason = f"no result within {timeout}s"
+        progress = dict(self._progress)
         if self.mapped:
-            return Results([Result.timed_out(reason, url=self._url)], ident=self.ident, cache=self._rcache)
-        return Result.timed_out(reason, url=self._url, ident=self.ident, cache=self._rcache)
+            items = [Result(r, node=node) if r is not None else Result.timed_out(reason, url=self._url, node=node)
+                     for node, r in progress.items()]
+            return Results(items or [Result.timed_out(reason, url=self._url)], ident=self.ident, cache=self._rcache)
+        node = next(reversed(progress), None)
+        return Result.timed_out(reason, url=self._url, node=node, ident=self.ident, cache=self._rcache)
 
     def getwait(self, timeout: float = 3, reraise: bool = False) -> Result:
         """The one result; use ``getswait`` for a map call."""

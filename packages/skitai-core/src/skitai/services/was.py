@@ -14,9 +14,17 @@ from .server import Wasc
 
 _DB = {"postgresql": "postgresql", "pg": "postgresql", "redis": "redis", "mongodb": "mongodb",
        "sqlite3": "sqlite3", "db": None}
+_VERBS = {"upload": UploadVerb, "rpc": RpcVerb, "grpc": GrpcVerb, "ws": WsVerb}
+
+
+def reserved(name: str) -> bool:
+    """True for names ``was`` itself answers (verbs, DB stubs, methods): not for ``wasc.register``."""
+    return name in verbs.ALL_NAMES or name in _VERBS or name in _DB or hasattr(Was, name)
 
 
 class Was:
+    """One request's services (``from skitai import was`` resolves to it on the request's thread)."""
+
     def __init__(self, wasc: Wasc, env: dict | None = None, request: Any = None) -> None:
         self.wasc = wasc
         self.env = env
@@ -31,6 +39,8 @@ class Was:
     def __getattr__(self, name: str) -> Any:
         if name in verbs.ALL_NAMES:
             return HttpVerb(self, name)
+        if name in _VERBS:
+            return _VERBS[name](self)
         if name in _DB:
             return DbVerb(self, _DB[name])
         objects = self.__dict__.get("wasc") and self.wasc.objects
@@ -40,22 +50,6 @@ class Was:
                     "rcache", "loop"):
             return getattr(self.wasc, name)
         raise AttributeError(f"was has no attribute {name!r}")
-
-    @property
-    def upload(self) -> UploadVerb:
-        return UploadVerb(self)
-
-    @property
-    def rpc(self) -> RpcVerb:
-        return RpcVerb(self)
-
-    @property
-    def grpc(self) -> GrpcVerb:
-        return GrpcVerb(self)
-
-    @property
-    def ws(self) -> WsVerb:
-        return WsVerb(self)
 
     # -- transaction ids (SK-23a) ------------------------------------------------------------------
     def txnid(self) -> str:

@@ -54,7 +54,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False               # no more sends possible
         self.close_code: int | None = None
-        self._chunk = 16 * 1024 if extensions else 1 << 20     # bounds one inflate step
+        self._chunk = 4096 if extensions else 1 << 20     # bounds one inflate step (~4 MB at 1000:1)
         self._parts: list = []
         self._size = 0
         self._last_seen = self._last_msg = time.monotonic()

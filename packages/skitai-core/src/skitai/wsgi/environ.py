@@ -75,6 +75,7 @@ _KEYS: dict[str, str | None] = {"content-type": "CONTENT_TYPE", "content-length"
 
 
 def _environ_key(name: str) -> str | None:
+    """``x-forwarded-for`` → ``HTTP_X_FORWARDED_FOR``; None for names with ``_`` (dropped)."""
     key = _KEYS.get(name, "")
     if key == "":
         key = None if "_" in name else "HTTP_" + name.upper().replace("-", "_")
@@ -92,44 +93,77 @@ def path_info(path: str, script_name: str) -> str:
     return path
 
 
+ERRORS = ErrorStream()
+
+
+class EnvironBuilder:
+    """Builds environs for one mount point. The keys that do not change between requests of one
+    connection are prepared once per connection and copied."""
+
+    __slots__ = ("script_name", "static", "_conn")
+
+    def __init__(self, script_name: str, *, multithread: bool, multiprocess: bool, errors: Any = None) -> None:
+        self.script_name = script_name
+        self.static = {
+            "SCRIPT_NAME": script_name,
+            "SERVER_SOFTWARE": "Skitai",
+            "wsgi.version": (1, 0),
+            "wsgi.input_terminated": True,
+            "wsgi.errors": errors if errors is not None else ERRORS,
+            "wsgi.multithread": multithread,
+            "wsgi.multiprocess": multiprocess,
+            "wsgi.run_once": False,
+            "wsgi.file_wrapper": FileWrapper,
+            "skitai.was": None,
+        }
+        self._conn: tuple = (None, None, None, None)
+
+    def _base(self, req) -> dict[str, Any]:
+        client, server = req.client, req.server
+        conn = self._conn
+        if conn[0] is client and conn[1] is server and conn[2] == req.scheme:
+            return conn[3]
+        base = dict(self.static)
+        base["SERVER_PORT"] = str(server[1]) if server else ""
+        base["REMOTE_ADDR"] = client[0] if client else ""
+        base["REMOTE_PORT"] = str(client[1]) if client else ""
+        base["wsgi.url_scheme"] = req.scheme
+        self._conn = (client, server, req.scheme, base)
+        return base
+
+    def __call__(self, exchange, wsgi_input: Any = None) -> dict[str, Any]:
+        req = exchange.request
+        env = self._base(req).copy()
+        path = req.path
+        script_name = self.script_name
+        if "%" in path or script_name:
+            path = path_info(path, script_name)
+        env["REQUEST_METHOD"] = req.method
+        env["PATH_INFO"] = path
+        env["QUERY_STRING"] = req.query
+        env["REQUEST_URI"] = env["RAW_URI"] = req.target
+        env["SERVER_NAME"] = req.host or (req.server[0] if req.server else "")
+        env["SERVER_PROTOCOL"] = "HTTP/1.1" if req.version == "1.1" else (
+            "HTTP/2" if req.version == "2" else "HTTP/" + req.version)
+        env["wsgi.input"] = req.body if wsgi_input is None else wsgi_input
+        env["skitai.exchange"] = exchange
+        keys = _KEYS
+        for name, value in req.headers.items():
+            key = keys.get(name, "")
+            if key == "":
+                key = _environ_key(name)
+            if key is None:
+                continue
+            old = env.get(key)
+            if old is None:
+                env[key] = value
+            else:
+                env[key] = old + ("; " if key == "HTTP_COOKIE" else ", ") + value
+        return env
+
+
 def build_environ(exchange, script_name: str, *, multithread: bool, multiprocess: bool,
                   errors: Any = None, wsgi_input: Any = None) -> dict[str, Any]:
     """The environ for ``exchange``; ``script_name`` is the mount point without its trailing slash."""
-    req = exchange.request
-    server = req.server
-    client = req.client
-    env = {
-        "REQUEST_METHOD": req.method,
-        "SCRIPT_NAME": script_name,
-        "PATH_INFO": path_info(req.path, script_name),
-        "QUERY_STRING": req.query,
-        "REQUEST_URI": req.target,
-        "RAW_URI": req.target,
-        "SERVER_NAME": req.host or (server[0] if server else ""),
-        "SERVER_PORT": str(server[1]) if server else "",
-        "SERVER_PROTOCOL": "HTTP/2" if req.version == "2" else "HTTP/" + req.version,
-        "SERVER_SOFTWARE": "Skitai",
-        "REMOTE_ADDR": client[0] if client else "",
-        "REMOTE_PORT": str(client[1]) if client else "",
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": req.scheme,
-        "wsgi.input": req.body if wsgi_input is None else wsgi_input,
-        "wsgi.input_terminated": True,
-        "wsgi.errors": errors if errors is not None else ErrorStream(),
-        "wsgi.multithread": multithread,
-        "wsgi.multiprocess": multiprocess,
-        "wsgi.run_once": False,
-        "wsgi.file_wrapper": FileWrapper,
-        "skitai.was": None,
-        "skitai.exchange": exchange,
-    }
-    for name, value in req.headers.items():
-        key = _environ_key(name)
-        if key is None:
-            continue
-        old = env.get(key)
-        if old is None:
-            env[key] = value
-        else:
-            env[key] = old + ("; " if key == "HTTP_COOKIE" else ", ") + value
-    return env
+    return EnvironBuilder(script_name, multithread=multithread, multiprocess=multiprocess,
+                          errors=errors)(exchange, wsgi_input)

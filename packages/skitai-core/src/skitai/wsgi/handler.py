@@ -27,7 +27,7 @@ from skitai.http.errors import REASONS, ClientDisconnected, HeaderError
 from skitai.http.exchange import IDLE, STREAMING
 from skitai.http.request import EMPTY_BODY
 
-from .environ import ErrorStream, FileWrapper, build_environ
+from .environ import EnvironBuilder, FileWrapper
 from .threadpool import LoopInbox, get_pool, inbox_for
 
 from skitai.services import binding as was_services
@@ -36,7 +36,6 @@ log = logging.getLogger("skitai.app")
 
 STREAM_WINDOW = 64 * 1024          # bytes a worker may have in flight before it waits for the loop
 SMALL_BODY = 64 * 1024             # an iterable with a Content-Length up to this is sent in one hop
-_ERRORS = ErrorStream()
 _status_cache: dict[str, tuple[int, str | None]] = {}
 
 
@@ -219,6 +218,8 @@ class WSGIHandler:
         self.pool = get_pool(self.threads) if self.threads > 0 else None
         self._loop = None
         self._inbox: LoopInbox | None = None
+        self._build = EnvironBuilder(self.script_name, multithread=self.threads > 0,
+                                     multiprocess=self.multiprocess)
 
     def __call__(self, exchange):
         if exchange.request.upgrade == "websocket":     # the WebSocket issue's hook (skitai.websocket.wsgi)
@@ -240,8 +241,7 @@ class WSGIHandler:
         return bool(getattr(self.app, "debug", False))
 
     def environ(self, exchange, wsgi_input=None) -> dict:
-        env = build_environ(exchange, self.script_name, multithread=self.threads > 0,
-                            multiprocess=self.multiprocess, errors=_ERRORS, wsgi_input=wsgi_input)
+        env = self._build(exchange, wsgi_input)
         if was_services.installed():     # issue 4: this request's ``was``, bound to the calling thread
             was_services.attach(env, exchange.request, self.script_name or "/", exchange.loop)
         return env
@@ -270,6 +270,11 @@ class WSGIHandler:
         result = None
         try:
             result = self.app(self.environ(exchange), call.start_response)
+            if type(result) is list and len(result) == 1 and type(result[0]) is bytes \
+                    and call.headers is not None and not call.sent:
+                call.sent = True                  # the common case: one hop with the whole answer
+                inbox.post(call._l_respond, result[0])
+                return
             if self._file_result(call, result):
                 result = None          # the loop sends and closes the file
                 return
@@ -385,6 +390,11 @@ class WSGIHandler:
         result = None
         try:
             result = self.app(self.environ(exchange, wsgi_input), call.start_response)
+            if type(result) is list and len(result) == 1 and type(result[0]) is bytes \
+                    and call.headers is not None and not call.sent:
+                call.sent = True
+                call._l_respond(result[0])
+                return None
             if self._file_result(call, result):
                 result = None          # the task sends and closes the file
                 return None
