@@ -189,3 +189,32 @@ async def test_commands_that_would_spoil_a_pooled_connection_are_refused(redis_s
         aquests.redis(redis_server.server).execute("SELECT", 1)
     multi = await r.pipeline([("MULTI",), ("SET", "aq:m", 1), ("INCR", "aq:m"), ("EXEC",)])
     assert multi.data == ["OK", "QUEUED", "QUEUED", ["OK", 2]]
+
+
+async def test_malformed_and_cut_replies_drop_the_connection():
+    """A peer that answers garbage, then one that hangs up mid-reply, then a good answer."""
+    answers = [b"?garbage\r\n", b"$10\r\nabc", b"+PONG\r\n"]
+    conns = 0
+
+    async def handle(reader, writer):  # one answer per connection, then hang up
+        nonlocal conns
+        conns += 1
+        if await reader.read(1024):
+            writer.write(answers.pop(0))
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        r = aquests.aio.redis(f"127.0.0.1:{port}", pool_size=1, timeout=3)
+        bad = await r.ping()
+        assert bad.status_code == codes.PROTOCOL_ERROR and "unknown RESP type" in bad.reason
+        cut = await r.ping()
+        assert cut.status_code == codes.CONNECTION_CLOSED, cut.reason
+        good = await r.ping()
+        assert good.ok and good.data == "PONG"
+        assert conns == 3 and r.pool.opened == 3
+    finally:
+        server.close()
+        await server.wait_closed()

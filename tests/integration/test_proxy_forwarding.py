@@ -14,7 +14,6 @@ import requests
 from skitai import launch
 from skitai.runner import Running
 from tests.integration.proxy_support import address, backends, front, pattern, root_app
-from tests.support.server import raw_request
 
 
 class _HopHandler(http.server.BaseHTTPRequestHandler):
@@ -169,14 +168,6 @@ def test_keep_alive_connection_serves_many_proxied_requests(one):
     with requests.Session() as s:
         for i in range(20):
             assert s.get(f"{f.url}/search/k{i}", timeout=5).json()["path"] == f"/k{i}"
-
-
-def test_websocket_upgrade_is_refused_clearly(one):
-    f, _ = one
-    head = (b"GET /search/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
-    data = raw_request(f.port, head, timeout=5)
-    assert data.startswith(b"HTTP/1.1 501 ") and b"not tunnelled" in data
 
 
 def test_preserve_host_sends_the_clients_host():

@@ -79,6 +79,7 @@ def base(backends, rpc_server, ws_url, tmp_path_factory):
             "headers_list": was.get(u + "/h", headers=[("X-One", "1")]),
             "headers_dict": was.get(u + "/h", headers={"X-Two": "2"}),
         }
+        filtered = was.get(u + "/filtered", filter=lambda d: {**d, "filtered": d["path"].upper()}).getwait(5)
         out = {}
         for name, task in calls.items():
             r = task.getwait(5)
@@ -86,6 +87,8 @@ def base(backends, rpc_server, ws_url, tmp_path_factory):
             out[name] = {"status": r.status, "code": r.status_code, "method": d["method"], "path": d["path"],
                          "query": d["query"], "body": d["body"], "ctype": d["headers"].get("content-type", ""),
                          "headers": d["headers"]}
+        out["filtered"] = {"status": 3, "code": 200, "headers": filtered.data["headers"],
+                           "upper": filtered.data["filtered"]}
         return out
 
     def timeout(env):
@@ -185,6 +188,7 @@ def test_every_verb_sends_its_method_body_and_headers(base):
     assert 'filename="note.txt"' in up["body"] and "file body" in up["body"] and "value" in up["body"]
     assert d["headers_list"]["headers"]["x-one"] == "1"
     assert d["headers_dict"]["headers"]["x-two"] == "2"
+    assert d["filtered"]["upper"] == "/FILTERED"           # filter= maps the data of a normal result
     for v in d.values():                          # every outgoing request carries the transaction ids
         assert v["headers"]["x-gtxn-id"].startswith("GTID-") and v["headers"]["x-ltxn-id"].isdigit()
 

@@ -9,6 +9,7 @@ import asyncio
 import socket
 
 from .. import codes
+from .resp import ProtocolError
 from .response import DBResponse
 
 # words libpq, pymongo and friends put in their messages, checked in order
@@ -34,6 +35,8 @@ def classify(exc: BaseException, default: int = codes.DB_ERROR) -> int:
     """The aquests code for ``exc``; driver errors without a network cause get ``default``."""
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError, socket.timeout)):
         return codes.TIMEOUT
+    if isinstance(exc, ProtocolError):
+        return codes.PROTOCOL_ERROR
     if isinstance(exc, ConnectionRefusedError):
         return codes.CONNECTION_REFUSED
     if isinstance(exc, socket.gaierror):

@@ -17,7 +17,7 @@ member (weighted, least busy: ``aquests.cluster.Cluster.choose``), sends the req
   stream (HTTP/2) is cut, so the client sees a truncated answer, never a clean end or a hang.
 - **Host.** The member gets ``Host: <member host:port>`` (like Apache's ProxyPass), the client's Host goes
   in ``X-Forwarded-Host``; ``preserve_host=True`` sends the client's Host instead.
-- WebSocket upgrades are not tunnelled: they get 501 (see docs/proxy.md).
+- WebSocket upgrades (HTTP/1.1) are tunnelled to a member as bytes: see ``tunnel``.
 
 Settings: ``config.extra["proxy"]`` (a dict; see ``DEFAULTS``).
 """
@@ -181,6 +181,7 @@ class ReverseProxy:
         self.replay_limit = int(opts["replay_limit"])
         self.chunk = int(opts["chunk"])
         self.preserve_host = bool(opts["preserve_host"])
+        self.verify = opts["verify"]
         self.client = Client(timeout=self.timeout, verify=opts["verify"], force_http1=True,
                              allow_redirects=False)
         self._own: Cluster | None = None
@@ -207,14 +208,14 @@ class ReverseProxy:
 
     async def forward(self, exchange: Any) -> None:
         req = exchange.request
-        if req.upgrade == "websocket":
-            page = error_page(501, f"WebSocket upgrades are not tunnelled to @{self.name}.")
-            exchange.respond(501, [("Content-Type", "text/html; charset=utf-8"), ("Connection", "close")], page)
-            return
         wasc = server_context(exchange.loop)
         if wasc is not None:
             wasc.count(self.point)                   # requests per mount on the status page
         cluster = self.cluster(wasc)
+        if req.upgrade == "websocket":
+            from .tunnel import tunnel
+            await tunnel(self, exchange, cluster)
+            return
         try:
             body = await read_body(req, self.replay_limit, self.chunk)
         except BodyTooLarge as e:
@@ -224,14 +225,15 @@ class ReverseProxy:
             return
         outcome = await self.send(cluster, exchange, body)
         resp = outcome.response
-        if resp is None:
-            exchange.error(503, f"Cluster @{self.name} has no member to send the request to.")
+        if resp is not None and outcome.member is not None:
+            await self.relay(exchange, resp, cluster, outcome.member)
         elif body.error is not None:
             self.client_failed(exchange, body.error)
-        elif outcome.member is None:
-            self.answer_failure(exchange, cluster, resp, outcome.all_dead, body)
+        elif resp is not None and resp.status_code == codes.TIMEOUT and body.waiting:
+            exchange.error(408, "The request body did not arrive in time.")
         else:
-            await self.relay(exchange, resp, cluster, outcome.member)
+            failure = (resp.status_code, resp.reason) if resp is not None else None
+            self.answer_failure(exchange, cluster, failure, outcome.all_dead)
 
     async def send(self, cluster: Cluster, exchange: Any, body: ForwardBody) -> Outcome:
         """Try members until one answers at the HTTP level (its member is still counted in flight)."""
@@ -246,7 +248,11 @@ class ReverseProxy:
                 break
             tried.add(member.address)
             was_dead = member.fails > 0
-            resp = await self.attempt(member, req, target, body)
+            try:
+                resp = await self.attempt(member, req, target, body)
+            except BaseException:                    # cancelled (shutdown): not in flight any more
+                cluster.release(member)
+                raise
             if not is_connection_failure(resp):
                 cluster.report(member, True)
                 return Outcome(resp, member)
@@ -315,18 +321,21 @@ class ReverseProxy:
         elif not isinstance(error, ClientDisconnected) and not exchange.closed:
             exchange.error(400, "The request body could not be read.")
 
-    def answer_failure(self, exchange: Any, cluster: Cluster, resp: Response, all_dead: bool,
-                       body: ForwardBody) -> None:
-        if resp.status_code == codes.TIMEOUT and body.waiting:
-            exchange.error(408, "The request body did not arrive in time.")
+    def answer_failure(self, exchange: Any, cluster: Cluster, failure: tuple[int, str] | None,
+                       all_dead: bool) -> None:
+        """The proxy's own answer when no member answered: ``failure`` is the last (aquests code, reason),
+        None when there was no member to try."""
+        if failure is None:
+            exchange.error(503, f"Cluster @{self.name} has no member to send the request to.")
             return
-        status = forwarding.failure_status(resp.status_code, all_dead)
+        code, reason = failure
+        status = forwarding.failure_status(code, all_dead)
         if status == 504:
             detail = f"No member of @{self.name} answered within {self.timeout:g} s."
         elif status == 503:
             detail = f"Every member of @{self.name} is down; try again later."
         else:
-            detail = f"No member of @{self.name} could be reached ({resp.reason})."
+            detail = f"No member of @{self.name} could be reached ({reason})."
         headers = [("Content-Type", "text/html; charset=utf-8")]
         if status == 503:
             headers.append(("Retry-After", str(retry_after(cluster))))

@@ -65,6 +65,12 @@ _CLOSE_HEADERS = b"Content-Type: text/html; charset=utf-8\r\nConnection: close\r
 class H1Protocol(asyncio.Protocol):
     """The HTTP/1.x connection: parser callbacks, the request queue, flow control and timeouts."""
 
+    __slots__ = ("state", "loop", "config", "limits", "dispatch", "transport", "parser", "queue", "active",
+                 "receiving", "write_paused", "closing", "peer_eof", "conn_no", "req_no", "client", "server",
+                 "scheme", "stamp", "lingering", "_drain_waiters", "_paused", "_dispatching", "_fatal",
+                 "_leftover", "_first", "_pre", "_in_head", "_head_bytes", "_url", "_hdrs", "_max_pipelined",
+                 "__weakref__")
+
     def __init__(self, state: ServerState) -> None:
         self.state = state
         self.loop = state.loop

@@ -58,7 +58,7 @@ class _Modes:
         return None, uri, DIRECT
 
     def _task(self, mode: str, cluster: Any, do, direct, *, ident: str, use_cache: bool,
-              callback: Any, url: str) -> Task:
+              callback: Any, url: str, filter: Any = None) -> Task:
         progress: dict[str, Any] = {}       # member address -> its response (None while in flight)
 
         def tracked(member: Any) -> Awaitable[Any]:
@@ -73,7 +73,8 @@ class _Modes:
             work = lambda: cluster.map(tracked)  # noqa: E731
         wasc = self.was.wasc
         return Task(wasc.loop, work, ident=ident, rcache=wasc.rcache, mapped=(mode == MAP),
-                    use_cache=use_cache, callback=callback, url=url, owner=self.was, progress=progress)
+                    use_cache=use_cache, callback=callback, url=url, owner=self.was, progress=progress,
+                    filter=filter)
 
 
 async def _record(progress: dict[str, Any], address: str, call: Awaitable[Any]) -> Any:
@@ -118,7 +119,7 @@ class HttpVerb(_Modes):
 
         ident = make_ident(cluster.name if cluster else None, path, "http", method, data, mapped=(mode == MAP))
         return self._task(mode, cluster, lambda m: send(m.url(path)), lambda: send(path),
-                          ident=ident, use_cache=use_cache, callback=callback, url=uri)
+                          ident=ident, use_cache=use_cache, callback=callback, url=uri, filter=filter)
 
 
 def _query(data: Any) -> str:
@@ -163,7 +164,7 @@ class RpcVerb(_Modes):
                                    timeout=timeout, meta=dict(meta or {}))
             ident = make_ident(cluster.name if cluster else None, path, "rpc", name, args, mapped=(mode == MAP))
             return self._task(mode, cluster, lambda m: send(m.url(path)), lambda: send(path),
-                              ident=ident, use_cache=use_cache, callback=callback, url=uri)
+                              ident=ident, use_cache=use_cache, callback=callback, url=uri, filter=filter)
 
         return Stub(call, uri)
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .results import Result, Results
+from .results import NORMAL, Result, Results
 
 log = logging.getLogger("skitai.app")
 
@@ -40,9 +40,10 @@ class Task:
     def __init__(self, loop: asyncio.AbstractEventLoop, work: Callable[[], Awaitable[Any]], *,
                  ident: str, rcache: Any, mapped: bool = False, use_cache: bool = True,
                  callback: Any = None, url: str = "", owner: Any = None,
-                 progress: dict[str, Any] | None = None) -> None:
+                 progress: dict[str, Any] | None = None, filter: Callable[[Any], Any] | None = None) -> None:
         self.created = time.monotonic()
         self._progress = progress if progress is not None else {}   # cluster members tried so far
+        self._filter = filter          # applied to the data of each normal result (SK-50 ``filter=``)
         self._owner = owner            # the ``was`` that made the call: bound while its callback runs
         self.ident = ident
         self.mapped = mapped
@@ -78,8 +79,13 @@ class Task:
 
     def _wrap(self, raw: Any) -> Result | Results:
         if self.mapped:
-            return Results([Result(r, ident=None, cache=None) for r in raw], ident=self.ident, cache=self._rcache)
-        return Result(raw, ident=self.ident, cache=self._rcache)
+            return Results([self._filtered(Result(r)) for r in raw], ident=self.ident, cache=self._rcache)
+        return self._filtered(Result(raw, ident=self.ident, cache=self._rcache))
+
+    def _filtered(self, result: Result) -> Result:
+        if self._filter is not None and result.status == NORMAL:
+            result.response.data = self._filter(result.response.data)
+        return result
 
     def _deliver(self, result: Result | Results) -> None:
         from .binding import bound

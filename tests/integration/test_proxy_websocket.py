@@ -1,0 +1,121 @@
+"""WebSocket upgrades through a cluster mount are tunnelled to a member (SK-41), with fail-over while
+connecting and the member's refusal passed on."""
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+
+import pytest
+import websockets.sync.client as wsc
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.server import serve
+
+from tests.integration.proxy_support import address, backends, front
+from tests.support.net import free_port
+
+
+def ws_server():
+    """A ``websockets`` server in a thread: first tells what it got, then echoes every message.
+    Returns ``(address, stop)``."""
+    def handler(conn):
+        req = conn.request
+        conn.send(json.dumps({"path": req.path, "headers": {k.lower(): v for k, v in req.headers.raw_items()}}))
+        for message in conn:
+            conn.send(message)
+
+    server = serve(handler, "127.0.0.1", 0, max_size=None)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    def stop():
+        server.shutdown()
+        thread.join(5)
+    return f"127.0.0.1:{server.socket.getsockname()[1]}", stop
+
+
+@contextlib.contextmanager
+def ws_member():
+    member, stop = ws_server()
+    try:
+        yield member
+    finally:
+        stop()
+
+
+@pytest.fixture(scope="module")
+def proxied():
+    dead = f"127.0.0.1:{free_port()}"
+    with ws_member() as member, front([dead + " 50", member]) as f:
+        yield f, member, dead
+
+
+def test_messages_cross_the_tunnel(proxied):
+    f, member, dead = proxied
+    with wsc.connect(f"ws://127.0.0.1:{f.port}/search/chat?room=1", max_size=None, open_timeout=5) as ws:
+        hello = json.loads(ws.recv(timeout=5))
+        assert hello["path"] == "/chat?room=1"
+        assert hello["headers"]["x-forwarded-for"] == "127.0.0.1" and hello["headers"]["x-ltxn-id"] == "1001"
+        ws.send("text")
+        assert ws.recv(timeout=5) == "text"
+        ws.send(b"\x00\x01binary")
+        assert ws.recv(timeout=5) == b"\x00\x01binary"
+        big = bytes(range(256)) * 16384                # 4 MiB each way: back-pressure on both sides
+        ws.send(big)
+        assert ws.recv(timeout=10) == big
+    status = {m["address"]: m for m in f.cluster().status()["members"]}
+    assert status[dead]["dead"] and status[dead]["failures"] == 1      # failed over while connecting
+    assert status[member]["inflight"] == 0 or _settles(f, member)
+
+
+def _settles(f, member) -> bool:
+    import time
+    for _ in range(100):
+        if {m["address"]: m for m in f.cluster().status()["members"]}[member]["inflight"] == 0:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_many_tunnels_at_once(proxied):
+    f, _, _ = proxied
+    sockets = [wsc.connect(f"ws://127.0.0.1:{f.port}/search/n{i}", open_timeout=5) for i in range(8)]
+    try:
+        for i, ws in enumerate(sockets):
+            assert json.loads(ws.recv(timeout=5))["path"] == f"/n{i}"
+            ws.send(f"m{i}")
+        assert [ws.recv(timeout=5) for ws in sockets] == [f"m{i}" for i in range(8)]
+    finally:
+        for ws in sockets:
+            ws.close()
+
+
+def test_member_closing_closes_the_client():
+    member, stop = ws_server()
+    try:
+        with front([member]) as f:
+            ws = wsc.connect(f"ws://127.0.0.1:{f.port}/search/x", open_timeout=5)
+            ws.recv(timeout=5)
+            stop()
+            with pytest.raises(ConnectionClosed):  # the member went away: the client's side ends too
+                ws.recv(timeout=5)
+            assert _settles(f, member)
+    finally:
+        stop()
+
+
+def test_server_shutdown_closes_open_tunnels():
+    with ws_member() as member:
+        with front([member]) as f:
+            ws = wsc.connect(f"ws://127.0.0.1:{f.port}/search/x", open_timeout=5)
+            ws.recv(timeout=5)
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=5)
+
+
+def test_a_member_refusing_the_upgrade_is_passed_on():
+    with backends(1) as (plain,), front([address(plain)]) as f:
+        with pytest.raises(InvalidStatus) as info:
+            wsc.connect(f"ws://127.0.0.1:{f.port}/search/x?status=403", open_timeout=5)
+    assert info.value.response.status_code == 403
+    assert json.loads(info.value.response.body)["path"] == "/x"
