@@ -16,4 +16,4 @@ async def close_pools():
     await close_all()
 
 # HTTP test servers (owner: aquests-http; defined in tests/aquests/http_support.py)
-from .http_support import app, tls_app  # noqa: E402, F401
+from .http_support import app, h2c, h2tls, tls_app  # noqa: E402, F401

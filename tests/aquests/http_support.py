@@ -8,6 +8,7 @@ import hashlib
 import json
 import threading
 import time
+import xmlrpc.client
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 from urllib.request import parse_http_list, parse_keqv_list
@@ -32,6 +33,7 @@ class AppHandler(BaseHTTPRequestHandler):
     """Routes used by the tests (HTTP/1.1 keep-alive)."""
 
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # head and body go in two writes: no 40 ms delayed-ACK stall
 
     def log_message(self, *args) -> None:  # keep test output quiet
         pass
@@ -122,10 +124,47 @@ class AppHandler(BaseHTTPRequestHandler):
             self._send(200, b"slow")
         elif path == "/xml":
             self._send(200, b"<a>1</a>", "text/xml")
+        elif path == "/typed":
+            ctype, body = TYPED[q["kind"][0]]
+            self._send(200, body, ctype)
+        elif path == "/gauge":
+            self.server.gauge.hold(float(q.get("hold", ["0.5"])[0]), int(q["over"][0]))
+            self._send(200, b"held")
         else:
             self._send(404, b"not found")
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = do_TRACE = _route
+
+
+TYPED = {  # /typed?kind=K answers (content type, body): how Response.data/text decode them
+    "json": ("application/json; charset=utf-8", '{"k": "한"}'.encode()),
+    "problem": ("application/problem+json", b'{"title": "bad"}'),
+    "badjson": ("application/json", b"{nope"),
+    "euckr": ("text/plain; charset=euc-kr", "한글".encode("euc-kr")),
+    "xmlrpc": ("text/xml", xmlrpc.client.dumps((5,), methodresponse=True).encode()),
+    "fault": ("text/xml", xmlrpc.client.dumps(xmlrpc.client.Fault(3, "no way")).encode()),
+}
+
+
+class Gauge:
+    """Counts requests inside ``/gauge`` at once (``peak``), holding each until more than ``over``
+    are inside or ``hold`` seconds pass: a client that lets too many out is caught for sure."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.current = self.peak = self.served = 0
+        self.exceeded = False
+
+    def hold(self, seconds: float, over: int) -> None:
+        with self.cond:
+            self.current += 1
+            self.peak = max(self.peak, self.current)
+            if self.current > over:
+                self.exceeded = True
+                self.cond.notify_all()
+            self.cond.wait_for(lambda: self.exceeded, timeout=seconds)
+            self.current -= 1
+            self.served += 1
 
 
 class ThreadedServer:
@@ -151,6 +190,7 @@ class ThreadedServer:
 
 class AppServer(ThreadingHTTPServer):
     request_queue_size = 128  # many concurrent connects without SYN retries
+    gauge = Gauge()  # tests set a fresh one: ``app.server.gauge = Gauge()``
 
     def handle_error(self, request, client_address) -> None:  # clients that hang up are expected
         pass
@@ -231,7 +271,10 @@ async def h2_app(scope, receive, send) -> None:
             size -= n
             await send({"type": "http.response.body", "body": chunk[:n], "more_body": bool(size)})
         return
+    if scope["path"] == "/hold":  # keeps the stream open a while, so requests overlap
+        await asyncio.sleep(float(q.get("s", ["0.3"])[0]))
     info = {"method": scope["method"], "path": scope["path"], "http_version": scope["http_version"],
+            "client_port": scope["client"][1],
             "len": len(body), "headers": {k.decode(): v.decode() for k, v in scope["headers"]},
             "body_md5": hashlib.md5(body).hexdigest()}
     data = json.dumps(info).encode()
@@ -269,6 +312,43 @@ class Hypercorn:
         if self.stop_ev is not None:
             self.loop.call_soon_threadsafe(self.stop_ev.set)
         self.thread.join(5)
+
+
+@pytest.fixture(scope="module")
+def h2c():
+    """hypercorn over h2c (prior knowledge) and HTTP/1.1: its base URL."""
+    from tests.support.net import free_port, wait_port
+    port = free_port()
+    srv = Hypercorn(port)
+    try:
+        wait_port(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def h2tls(tmp_path_factory):
+    """hypercorn behind TLS (h2 by ALPN): (https URL, CA bundle path)."""
+    import trustme
+
+    from tests.support.net import free_port, wait_port
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    d = tmp_path_factory.mktemp("tls")
+    certfile, keyfile, cafile = d / "cert.pem", d / "key.pem", d / "ca.pem"
+    cert.cert_chain_pems[0].write_to_path(str(certfile))
+    for extra in cert.cert_chain_pems[1:]:
+        extra.write_to_path(str(certfile), append=True)
+    cert.private_key_pem.write_to_path(str(keyfile))
+    ca.cert_pem.write_to_path(str(cafile))
+    port = free_port()
+    srv = Hypercorn(port, str(certfile), str(keyfile))
+    try:
+        wait_port(port)
+        yield f"https://127.0.0.1:{port}", str(cafile)
+    finally:
+        srv.stop()
 
 
 # -- misbehaving servers -----------------------------------------------------------------------

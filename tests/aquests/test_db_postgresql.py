@@ -55,6 +55,8 @@ async def test_bad_sql_is_a_db_error_and_connection_is_reused(pg_server):
     r = await db.execute("SELEC 1")
     assert r.status_code == codes.DB_ERROR and not r.ok
     assert r.expt_class.__name__ == "SyntaxError" and "SELEC" in r.expt_str
+    assert r.code == codes.DB_ERROR and r.msg == r.reason and r.msg.startswith("Database Error: ")
+    assert r.data is None and r.description is None
     with pytest.raises(DBError, match="740"):
         r.raise_for_status()
     r = await db.execute("SELECT 2 AS n")

@@ -5,44 +5,9 @@ import asyncio
 import hashlib
 import os
 
-import pytest
-import trustme
-
 import aquests
-from tests.support.net import free_port, wait_port
 
-from .http_support import Hypercorn, raw_server
-
-
-@pytest.fixture(scope="module")
-def h2c():
-    port = free_port()
-    srv = Hypercorn(port)
-    try:
-        wait_port(port)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        srv.stop()
-
-
-@pytest.fixture(scope="module")
-def h2tls(tmp_path_factory):
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    d = tmp_path_factory.mktemp("tls")
-    certfile, keyfile, cafile = d / "cert.pem", d / "key.pem", d / "ca.pem"
-    cert.cert_chain_pems[0].write_to_path(str(certfile))
-    for extra in cert.cert_chain_pems[1:]:
-        extra.write_to_path(str(certfile), append=True)
-    cert.private_key_pem.write_to_path(str(keyfile))
-    ca.cert_pem.write_to_path(str(cafile))
-    port = free_port()
-    srv = Hypercorn(port, str(certfile), str(keyfile))
-    try:
-        wait_port(port)
-        yield f"https://127.0.0.1:{port}", str(cafile)
-    finally:
-        srv.stop()
+from .http_support import raw_server
 
 
 async def test_h2c_prior_knowledge_many_streams_one_connection(h2c):

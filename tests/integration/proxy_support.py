@@ -2,7 +2,8 @@
 
 ``backends(n)`` runs ``n`` real skitai servers (``ServerThread``) whose dispatch answers by path:
 
-- ``/big?n=BYTES``: a streamed body of ``n`` bytes (a repeating pattern, chunked);
+- ``/big?n=BYTES``: a streamed body of ``n`` bytes (a repeating pattern, chunked); ``server.progress["big"]``
+  is how much of it the backend could write so far;
 - ``/cut?n=BYTES``: announces ``Content-Length: n``, sends a quarter of it, then drops the connection;
 - ``/hop``: an answer carrying hop-by-hop headers (``Connection: X-Bar``, ``X-Bar``, ``Keep-Alive``, ...);
 - anything else: JSON echo of method, path, query, headers, body length and SHA-256, and the port
@@ -32,7 +33,10 @@ def pattern(n: int) -> bytes:
     return PATTERN * reps + PATTERN[:rest]
 
 
-def backend_dispatch():
+def backend_dispatch(progress: dict | None = None):
+    """The backends' dispatch; ``progress["big"]`` counts the bytes ``/big`` has handed to its transport."""
+    progress = progress if progress is not None else {}
+
     async def dispatch(exchange):
         req = exchange.request
         query = {k: v[0] for k, v in parse_qs(req.query).items()}
@@ -44,6 +48,7 @@ def backend_dispatch():
                 piece = PATTERN[:min(len(PATTERN), n - sent)]
                 await exchange.write(piece)
                 sent += len(piece)
+                progress["big"] = sent
             exchange.end()
             return
         if req.path == "/cut":
@@ -79,7 +84,10 @@ def backends(n: int = 2) -> Iterator[list[ServerThread]]:
     servers: list[ServerThread] = []
     try:
         for _ in range(n):
-            servers.append(ServerThread(backend_dispatch()).start())
+            progress: dict = {}
+            srv = ServerThread(backend_dispatch(progress)).start()
+            srv.progress = progress
+            servers.append(srv)
         yield servers
     finally:
         for srv in servers:

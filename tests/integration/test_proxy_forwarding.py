@@ -191,11 +191,16 @@ def test_launch_api_mounts_a_cluster_as_a_path():
     assert ports <= {m.port for m in members} and ports
 
 
-def test_client_going_away_mid_answer_frees_the_member():
+def test_slow_client_holds_the_member_back_and_leaving_frees_it():
     with backends(1) as (member,), front([address(member)]) as f:
         with socket.create_connection(("127.0.0.1", f.port), timeout=5) as s:
-            s.sendall(b"GET /search/big?n=50000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+            s.sendall(b"GET /search/big?n=500000000 HTTP/1.1\r\nHost: x\r\n\r\n")
             assert s.recv(65536).startswith(b"HTTP/1.1 200")
+            time.sleep(0.5)                              # the client reads nothing more
+            first = member.progress["big"]
+            time.sleep(0.3)
+            assert member.progress["big"] == first < 64 * 1024 * 1024   # back-pressure reached the member
         cluster = f.cluster()
         for _ in range(100):
             if cluster.status()["members"][0]["inflight"] == 0:

@@ -143,3 +143,21 @@ def test_cachefs_answers_cacheable_gets_from_memory_and_disk(tmp_path):
     assert private == [1, 1]                     # a request with a cookie: only a "public" answer is kept
     assert disk[0]["network"] == 1 and disk[1]["network"] == 0 and disk[1]["lookup"] == "HIT"
     assert list((tmp_path / "disk").glob("*.body"))
+
+
+def test_a_cached_result_goes_to_a_callback_on_the_loop_thread():
+    import threading
+
+    got: list = []
+    done = threading.Event()
+    with echo_backends(1) as (backend,):
+        def call(env):
+            was.get(backend.url + "/cb").getwait(5).cache(60)
+            was.get(backend.url + "/cb", callback=lambda r: (got.append(
+                [r.status, r.data["path"], threading.current_thread().name]), done.set()))
+            return {"worker": threading.current_thread().name}
+
+        with front(routed({"/c": call})) as url:
+            worker = get_json(url + "/c")["worker"]
+            assert done.wait(5)
+    assert got == [[3, "/cb", "skitai-server"]] and worker != "skitai-server"

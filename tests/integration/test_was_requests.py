@@ -123,6 +123,8 @@ def base(backends, rpc_server, ws_url, tmp_path_factory):
             was.post(dead, {"a": 1}).wait(5)       # wait() re-raises by default
         except Exception as exc:
             out["wait_raised"] = type(exc).__name__
+        bad = was.get("ftp://127.0.0.1/x").getwait(5)          # refused while sending: a status 2 result
+        out["bad_scheme"] = [bad.status, bad.status_code, "ftp" in bad.reason.lower()]
         try:
             was.get(u + "/slow?delay=1").getwait(0.1, reraise=True)
         except WasTimeout as exc:
@@ -227,6 +229,7 @@ def test_results_status_node_reraise_and_repeated_waits(base, backends):
     assert d["getswait_single"] == [1, [3]]
     assert d["http500"] == [3, 500]
     assert d["refused"] == [2, 732]
+    assert d["bad_scheme"] == [2, 731, True]
     assert d["reraised"] == "HTTPError" and d["wait_raised"] == "HTTPError"
     assert "timeout" in d["timeout_raised"] or "within" in d["timeout_raised"]
 

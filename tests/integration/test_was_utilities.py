@@ -12,6 +12,7 @@ import time
 import requests
 
 from skitai import was
+from skitai.services import binding
 from tests.integration.was_support import front, get_json, routed
 from tests.support.apps import app_process
 
@@ -74,7 +75,12 @@ class HookedApp:
             wasc.register("counter", Counter())
         except AttributeError as exc:
             self.seen["dup"] = str(exc)
+        try:
+            wasc.register("get", object())       # a was verb cannot be shadowed
+        except AttributeError as exc:
+            self.seen["verb"] = str(exc)
         wasc.ajob("@lite", self.on_job).execute("SELECT count(*) FROM t")
+        wasc.greeting = "shared"              # set outside a request: every request sees it
 
     def on_job(self, result):
         self.seen["job"] = [result.status, result.data[0][0]]
@@ -85,7 +91,8 @@ class HookedApp:
 
     def __call__(self, env, start_response):
         n = was.counter.hit()
-        body = str(n).encode()
+        was.mine = n                           # set inside a request: this request only
+        body = f"{n} {was.greeting}".encode()
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
         return [body]
 
@@ -111,10 +118,11 @@ def test_start_hook_register_ajob_and_cleanup(tmp_path):
         c.executemany("INSERT INTO t VALUES (?)", [(1,), (2,), (3,)])
     app = HookedApp(str(db))
     with front(app, {"lite": ("*sqlite3", [str(db)])}, threads=3) as url:
-        assert [requests.get(url + "/", timeout=10).text for _ in range(3)] == ["1", "2", "3"]
+        assert [requests.get(url + "/", timeout=10).text for _ in range(3)] == ["1 shared", "2 shared", "3 shared"]
+        assert "mine" not in binding.server_context().objects
         assert app.job_done.wait(5)
     assert app.seen["point"] == "/" and app.seen["numthreads"] == 3 and app.seen["logger"] == "Logger"
-    assert "already registered" in app.seen["dup"]
+    assert "already registered" in app.seen["dup"] and "already registered" in app.seen["verb"]
     assert app.seen["job"] == [3, 3]
     assert app.cleaned
 
@@ -122,6 +130,7 @@ def test_start_hook_register_ajob_and_cleanup(tmp_path):
 SCRIPT = """
 import os, skitai
 from skitai import was
+from skitai.services import binding
 
 def app(env, start_response):
     path = env["PATH_INFO"]
@@ -174,3 +183,38 @@ def test_the_was_example_app():
         page = requests.get(proc.url + "/status", timeout=10).text
     assert d["status"] == [3] * 5 and d["elapsed"] < 0.8 and d["txnid"].endswith("/1000")
     assert "@self" in page and "1/1 alive" in page
+
+
+HOOK_SCRIPT = """
+import skitai
+
+
+class App:
+    def start(self, wasc, point):
+        task = wasc.get("http://127.0.0.1:1/")
+        try:
+            task.getwait(1)
+        except RuntimeError as exc:
+            print("HOOK-ERROR", exc, flush=True)
+        wasc.get("http://127.0.0.1:1/", callback=lambda r: print("HOOK-CALLBACK", r.status, r.status_code, flush=True))
+
+    def __call__(self, env, start_response):
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+
+skitai.mount("/", App())
+skitai.run(address="127.0.0.1", threads=2)
+"""
+
+
+def test_start_hook_calls_run_once_serving_starts(tmp_path):
+    """In a served process the start hooks run before the loop: waits there are a clear error, callbacks work."""
+    script = tmp_path / "hooked.py"
+    script.write_text(HOOK_SCRIPT)
+    with app_process(script, cwd=tmp_path) as proc:
+        assert requests.get(proc.url + "/", timeout=10).text == "ok"
+        time.sleep(0.3)
+        out = proc.output()
+    assert "HOOK-ERROR the server's event loop is not running yet" in out
+    assert "HOOK-CALLBACK 2 732" in out

@@ -204,3 +204,11 @@ def test_txn_ids_rules():
     assert txn_ids("GTID-C1-R2", "1001", 3, 8) == ("GTID-C1-R2", 2001)
     assert txn_ids("GTID-C1-R2", None, 3, 8) == ("GTID-C1-R2", 1000)
     assert ltxnid_from("junk") == 1000 and ltxnid_from("9" * 50) == 1000 and ltxnid_from("-5") == 1000
+
+
+def test_many_pipelined_requests_split_anywhere_are_not_mistaken_for_a_big_head():
+    with ServerThread(dispatch, max_header_size=2048, max_request_line=512) as srv:
+        reqs = b"".join(b"GET /%d HTTP/1.1\r\nHost: x\r\nX-Pad: %s\r\n\r\n" % (i, b"p" * 100) for i in range(400))
+        data = raw_request(srv.port, [reqs[:30001], reqs[30001:]] + [b"GET /end HTTP/1.1\r\nHost: x\r\n"
+                                                                       b"Connection: close\r\n\r\n"], pause=0.05)
+    assert [r.status for r in parse_responses(data)] == [200] * 401

@@ -383,3 +383,26 @@ def test_head_request_to_wsgi_app(threads):
         head, _, rest = data.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200") and rest.startswith(b"HTTP/1.1 200")
         assert parse_responses(rest)[0].body == b"abcdef"
+
+
+@THREADS
+def test_expect_100_continue_through_wsgi_input(threads):
+    def app(environ, start_response):
+        data = environ["wsgi.input"].read()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [data.upper()]
+
+    with ServerThread(app=app, threads=threads) as srv, socket.create_connection(("127.0.0.1", srv.port)) as s:
+        s.settimeout(5)
+        s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        got = b""
+        while b"\r\n\r\n" not in got:
+            got += s.recv(1024)
+        assert got.startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        s.sendall(b"hello")
+        got = got[len(b"HTTP/1.1 100 Continue\r\n\r\n"):]
+        while not got.endswith(b"HELLO"):
+            chunk = s.recv(1024)
+            assert chunk
+            got += chunk
+        assert got.startswith(b"HTTP/1.1 200 OK")

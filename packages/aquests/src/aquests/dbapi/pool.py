@@ -16,6 +16,8 @@ import weakref
 from collections import deque
 from typing import Any, Awaitable, Callable, Generic, Hashable, Protocol, TypeVar
 
+from .errors import failure
+
 DEFAULT_MAXSIZE = 10
 DEFAULT_IDLE_TIMEOUT = 60.0
 
@@ -190,6 +192,68 @@ def get_pool(key: Hashable, make: Callable[[], Any]) -> Any:
     if pool is None or getattr(pool, "_closed", False):
         pool = pools[key] = make()
     return pool
+
+
+class LoopPooled:
+    """A connector whose connections come from the running loop's shared pool under ``self.key``.
+
+    Subclasses set ``key``, ``url``, ``pool_size`` and ``idle_timeout`` and say how to open one
+    connection (:meth:`_connector`); the pool is looked up again when the loop changes or it closed.
+    """
+
+    key: Hashable
+    url: str
+    timeout: float
+    pool_size: int = DEFAULT_MAXSIZE
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    _pool: Any = None
+
+    @staticmethod
+    def check_timeout(timeout: float | None) -> float:
+        if timeout is None or timeout <= 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+        return timeout
+
+    def _connector(self) -> Callable[[], Awaitable[Any]]:
+        raise NotImplementedError
+
+    async def _borrowed(self, work: Callable[[Any, float], Awaitable[Any]],
+                        finish: Callable[[Any, float], Any], method: str, meta: dict | None,
+                        timeout: float | None, keeps: Callable[[Any, Exception], bool] | None = None) -> Any:
+        """Run ``work(conn, deadline)`` on a borrowed connection and return ``finish(result, elapsed)``.
+
+        Waiting for a connection counts against the timeout. A failure becomes a 7xx response; the
+        connection goes back to the pool, as broken unless ``keeps(conn, exc)`` says it is still sound.
+        """
+        pool = self.pool
+        loop = pool.loop
+        started = loop.time()
+        deadline = started + (self.timeout if timeout is None else timeout)
+        conn = pool.try_acquire()
+        try:
+            if conn is None:
+                conn = await asyncio.wait_for(pool.acquire(), deadline - started)
+            result = await work(conn, deadline)
+        except Exception as exc:
+            if conn is not None:
+                pool.release(conn, broken=keeps is None or not keeps(conn, exc))
+            return failure(exc, url=self.url, method=method, meta=meta)
+        except BaseException:
+            if conn is not None:
+                pool.release(conn, broken=True)
+            raise
+        pool.release(conn)
+        return finish(result, loop.time() - started)
+
+    @property
+    def pool(self) -> Pool:
+        """The running loop's pool for this connector's key."""
+        pool = self._pool
+        if pool is None or pool.loop is not asyncio.get_running_loop() or pool.is_closed:
+            connect = self._connector()
+            pool = self._pool = get_pool(self.key, lambda: Pool(
+                connect, maxsize=self.pool_size, idle_timeout=self.idle_timeout, name=self.url))
+        return pool
 
 
 def pools_of_loop(loop: asyncio.AbstractEventLoop | None = None) -> dict[Hashable, Any]:

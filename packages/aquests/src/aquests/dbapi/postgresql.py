@@ -17,7 +17,7 @@ from typing import Any, Sequence
 from .args import PG_PORT, check_params, parse_auth, parse_server
 from .deadline import Deadline
 from .errors import failure
-from .pool import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAXSIZE, Pool, get_pool
+from .pool import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAXSIZE, LoopPooled, Pool
 from .response import DBResponse, make_rows
 
 try:
@@ -206,64 +206,45 @@ class PgConnection:
             self.close()
 
 
-class PostgreSQL:
+class PostgreSQL(LoopPooled):
     """Requests to one PostgreSQL (server, db, user); connections come from the loop's shared pool."""
 
     def __init__(self, server: str, dbname: str | None = None, auth: Any = None, *,
                  timeout: float = DEFAULT_TIMEOUT, pool_size: int = DEFAULT_MAXSIZE,
                  idle_timeout: float = DEFAULT_IDLE_TIMEOUT) -> None:
-        if timeout is None or timeout <= 0:
-            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+        self.timeout = self.check_timeout(timeout)
         self.dsn = make_dsn(server, dbname, auth)
         user, _ = parse_auth(auth)
         # (server, db, user), and the whole DSN: a wrong password must never borrow a logged-in connection
         self.key = ("pg", server, dbname, user, self.dsn)
         self.url = f"postgresql://{server}/{dbname or ''}"
-        self.timeout = timeout
         self.pool_size = pool_size
         self.idle_timeout = idle_timeout
-        self._pool: Pool[PgConnection] | None = None
 
-    @property
-    def pool(self) -> Pool[PgConnection]:
-        """The running loop's pool for (server, db, user)."""
-        pool = self._pool
-        if pool is None or pool.loop is not asyncio.get_running_loop() or pool.is_closed:
-            dsn = self.dsn
-            pool = self._pool = get_pool(self.key, lambda: Pool(
-                lambda: PgConnection.open(dsn), maxsize=self.pool_size, idle_timeout=self.idle_timeout,
-                name=self.url))
-        return pool
+    def _connector(self):
+        dsn = self.dsn
+        return lambda: PgConnection.open(dsn)
 
     async def execute(self, sql: str, params: Sequence | dict | None = None, *, meta: dict | None = None,
                       timeout: float | None = None) -> DBResponse:
         """Run ``sql`` on a pooled connection; never raises for DB or network failures."""
         check_params(sql, params)
-        pool = self.pool
-        loop = pool.loop
-        started = loop.time()
-        deadline = started + (self.timeout if timeout is None else timeout)
-        conn = pool.try_acquire()
-        try:
-            if conn is None:
-                conn = await asyncio.wait_for(pool.acquire(), deadline - started)
-            desc, records, rowcount = await conn.query(sql, params, deadline)
-        except Exception as exc:
-            if conn is not None:
-                pool.release(conn, broken=conn.closed or not _is_sql_error(exc))
-            return failure(exc, url=self.url, method="execute", meta=meta)
-        except BaseException:
-            if conn is not None:
-                pool.release(conn, broken=True)
-            raise
-        pool.release(conn)
-        return _response(desc, records, rowcount, url=self.url, meta=meta, elapsed=loop.time() - started)
+        url = self.url
+        return await self._borrowed(
+            lambda conn, deadline: conn.query(sql, params, deadline),
+            lambda res, elapsed: _response(*res, url=url, meta=meta, elapsed=elapsed),
+            "execute", meta, timeout, keeps=_keeps)
 
     excute = execute  # the spelling of the original README
 
     def transaction(self, *, timeout: float | None = None) -> Transaction:
         """``async with pg.transaction() as tx: await tx.execute(...)`` on one pinned connection."""
         return Transaction(self, self.timeout if timeout is None else timeout)
+
+
+def _keeps(conn: PgConnection, exc: Exception) -> bool:
+    """An SQL error leaves the connection usable; anything else (network, timeout) does not."""
+    return not conn.closed and _is_sql_error(exc)
 
 
 def _response(desc: Any, records: list | None, rowcount: int, *, url: str, meta: dict | None,

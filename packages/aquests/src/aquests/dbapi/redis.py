@@ -17,8 +17,7 @@ from typing import Any, Iterable, Sequence
 from .. import codes
 from .args import REDIS_PORT, parse_auth, parse_server
 from .deadline import Deadline
-from .errors import failure
-from .pool import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAXSIZE, Pool, get_pool
+from .pool import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAXSIZE, LoopPooled
 from .resp import NOT_READY, ProtocolError, ReplyError, RespReader, encode_command
 from .response import DBResponse
 
@@ -171,34 +170,25 @@ def _decode(value: Any) -> Any:
     return value
 
 
-class Redis:
+class Redis(LoopPooled):
     """Commands to one Redis server/database over the loop's shared pool."""
 
     def __init__(self, server: str, dbname: Any = None, auth: Any = None, *,
                  timeout: float = DEFAULT_TIMEOUT, pool_size: int = DEFAULT_MAXSIZE,
                  idle_timeout: float = DEFAULT_IDLE_TIMEOUT, decode_responses: bool = False) -> None:
-        if timeout is None or timeout <= 0:
-            raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
+        self.timeout = self.check_timeout(timeout)
         self.host, self.port = parse_server(server, REDIS_PORT)
         self.db = _check_db(dbname)
         self.user, self._password = parse_auth(auth)
         self.key = ("redis", server, self.db, self.user, self._password)  # see PostgreSQL.key
         self.url = f"redis://{server}/{self.db}"
-        self.timeout = timeout
         self.pool_size = pool_size
         self.idle_timeout = idle_timeout
         self.decode_responses = decode_responses
-        self._pool: Pool[RedisProtocol] | None = None
 
-    @property
-    def pool(self) -> Pool[RedisProtocol]:
-        pool = self._pool
-        if pool is None or pool.loop is not asyncio.get_running_loop() or pool.is_closed:
-            args = (self.host, self.port, self.user, self._password, self.db)
-            pool = self._pool = get_pool(self.key, lambda: Pool(
-                lambda: open_connection(*args), maxsize=self.pool_size, idle_timeout=self.idle_timeout,
-                name=self.url))
-        return pool
+    def _connector(self):
+        args = (self.host, self.port, self.user, self._password, self.db)
+        return lambda: open_connection(*args)
 
     async def execute(self, *args: Any, meta: dict | None = None, timeout: float | None = None) -> DBResponse:
         """Run one command, e.g. ``execute("SET", "k", "v", "EX", 10)``."""
@@ -223,28 +213,14 @@ class Redis:
 
     async def _roundtrip(self, payload: bytes, replies: int, method: str, meta: dict | None,
                          timeout: float | None, multi: bool = False) -> DBResponse:
-        pool = self.pool
-        loop = pool.loop
-        started = loop.time()
-        deadline = started + (self.timeout if timeout is None else timeout)
-        conn = pool.try_acquire()
-        try:
-            if conn is None:
-                conn = await asyncio.wait_for(pool.acquire(), deadline - started)
-            if multi and replies == 1:
-                reply = [await conn.send(payload, 1, deadline)]
-            else:
-                reply = await conn.send(payload, replies, deadline)
-        except Exception as exc:
-            if conn is not None:
-                pool.release(conn, broken=True)
-            return failure(exc, url=self.url, method=method, meta=meta)
-        except BaseException:
-            if conn is not None:
-                pool.release(conn, broken=True)
-            raise
-        pool.release(conn)
-        return self._response(reply, method, meta, loop.time() - started)
+        if multi and replies == 1:
+            async def work(conn: RedisProtocol, deadline: float) -> Any:
+                return [await conn.send(payload, 1, deadline)]
+        else:
+            def work(conn: RedisProtocol, deadline: float) -> Any:
+                return conn.send(payload, replies, deadline)
+        return await self._borrowed(work, lambda reply, elapsed: self._response(reply, method, meta, elapsed),
+                                    method, meta, timeout)
 
     def _response(self, reply: Any, method: str, meta: dict | None, elapsed: float) -> DBResponse:
         first_error = reply if isinstance(reply, ReplyError) else None

@@ -25,12 +25,12 @@ async def exchange(conn: H1Connection, pool: OriginPool, method: str, u: URL, hd
             if len(heads) >= HEAD_CACHE:
                 heads.clear()
             heads[(method, u, n)] = head
-    if stream:
-        conn.on_idle = pool.release
+    # A streamed body may end in the same read as its head: the connection must not go back to the
+    # pool (where another request would reset it) before this response is built from it.
+    conn.on_idle = None
     try:
         await conn.request(head, body, head_only=method == "HEAD", stream=stream)
     except BaseException:
-        conn.on_idle = None
         pool.release(conn)
         raise
     resp = Response(conn.status, conn.reason.decode("latin-1"), headers=Headers.from_raw(conn.headers),
@@ -38,6 +38,10 @@ async def exchange(conn: H1Connection, pool: OriginPool, method: str, u: URL, hd
     if conn.stream is not None:
         resp.stream = conn.stream
         resp.stream.timeout = tmo
+        if conn.complete or conn.closed:
+            pool.release(conn)          # the whole body came with the head (or the connection is gone)
+        else:
+            conn.on_idle = pool.release  # released when the body ends or the stream is closed
     else:
         conn.on_idle = None
         resp.content = b"".join(conn.body) if len(conn.body) != 1 else conn.body[0]

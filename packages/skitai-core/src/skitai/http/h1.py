@@ -174,13 +174,13 @@ class H1Protocol(asyncio.Protocol):
 
     async def drain(self) -> None:
         """Return when the transport is below its high-water mark (or the connection is gone)."""
-        if self.write_paused and not self.closing:
+        if self.write_paused and not self.transport.is_closing():
             fut = self.loop.create_future()
             self._drain_waiters.append(fut)
             await fut
 
     def when_writable(self, callback) -> None:
-        if self.write_paused and not self.closing:
+        if self.write_paused and not self.transport.is_closing():
             self._drain_waiters.append(callback)
         else:
             callback()
@@ -263,7 +263,12 @@ class H1Protocol(asyncio.Protocol):
                 self._reject(400, msg)
             return
         if self._in_head:
-            self._head_bytes += len(data)
+            # bytes of a head still incomplete, counted from the chunk after the one it began in (the
+            # parser holds at most one chunk of it before that)
+            if self._head_bytes < 0:
+                self._head_bytes = 0
+            else:
+                self._head_bytes += len(data)
             lim = self.limits
             if self._head_bytes > lim.max_request_line + lim.max_header_size + 4096:
                 self._reject(431, "request head too large")
@@ -278,7 +283,7 @@ class H1Protocol(asyncio.Protocol):
     # ---- parser callbacks (httptools) ------------------------------------------------------------
     def on_message_begin(self) -> None:
         self._in_head = True
-        self._head_bytes = 0
+        self._head_bytes = -1
         self._url = b""
         self._hdrs = []
 
@@ -621,7 +626,7 @@ class H1Protocol(asyncio.Protocol):
         t.set_write_buffer_limits(high=0, low=0)
         try:
             while count > 0:
-                if self.closing:
+                if t.is_closing():
                     raise ClientDisconnected("the client went away")
                 if t.get_write_buffer_size() == 0:
                     try:
@@ -651,7 +656,7 @@ class H1Protocol(asyncio.Protocol):
     async def _copyfile(self, file, offset: int, count: int) -> None:
         file.seek(offset)
         while count > 0:
-            if self.closing:
+            if self.transport.is_closing():
                 raise ClientDisconnected("the client went away")
             chunk = file.read(min(count, 65536))
             if not chunk:

@@ -42,11 +42,11 @@ def install(wasc: Any, loop: Any = None) -> None:
 
 
 def _set_default(wasc: Any) -> None:
-    from .was import Was
+    from .was import ProcessWas
 
     if _process["wasc"] is not wasc:
         _process["wasc"] = wasc
-        _process["was"] = Was(wasc) if wasc is not None else None
+        _process["was"] = ProcessWas(wasc) if wasc is not None else None
 
 
 def server_context() -> Any:

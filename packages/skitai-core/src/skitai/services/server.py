@@ -48,10 +48,11 @@ def pool_counters(numthreads: int) -> dict[str, Any]:
     """The WSGI worker pool: its size and the requests waiting for a free thread."""
     if numthreads <= 0:
         return {"threads": 0, "mode": "apps run on the event loop thread (threads=0)"}
-    from ..wsgi.threadpool import get_pool
+    from ..wsgi import threadpool
 
-    queue = getattr(get_pool(numthreads), "_queue", None)
-    return {"threads": numthreads, "queued": queue.qsize() if queue is not None else "?"}
+    pool = threadpool._pools.get(numthreads)      # never start a pool just to look at it
+    queue = getattr(pool, "_queue", None)
+    return {"threads": numthreads, "queued": queue.qsize() if queue is not None else 0}
 
 
 class Wasc:

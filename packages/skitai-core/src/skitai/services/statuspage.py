@@ -14,7 +14,7 @@ header small{opacity:.75}main{padding:18px 28px}
 section{background:#fff;border-radius:8px;box-shadow:0 1px 3px rgba(0,0,0,.12);padding:12px 18px;margin-bottom:16px}
 h2{font-size:15px;margin:0 0 8px}h3{font-size:14px;margin:12px 0 6px}
 table{border-collapse:collapse;width:100%}table.members{table-layout:fixed}table.members td:first-child,
-table.members th:first-child{width:22%}table.members td:nth-child(2),table.members th:nth-child(2){width:20%}
+table.members th:first-child{width:20%}table.members td:nth-child(2),table.members th:nth-child(2){width:17%}
 table.members td:last-child,table.members th:last-child{width:26%}table.narrow{width:auto;min-width:40%}th,td{padding:4px 8px;text-align:left;border-bottom:1px solid #e6e9ef}
 th{color:#5a6473;font-weight:600;font-size:12px;white-space:nowrap}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 .ok{color:#137333}.dead{color:#b3261e;font-weight:600}.stopped{color:#8a6d00}
@@ -60,7 +60,7 @@ def _clusters(clusters: dict) -> str:
         return "<p><em>no clusters (skitai.alias)</em></p>"
     out = ""
     head = ("<tr><th>member</th><th>state</th><th class=num>weight</th><th class=num>in flight</th>"
-            "<th class=num>requests</th><th class=num>failures</th><th class=num>dead total</th>"
+            "<th class=num>requests</th><th class=num>failures</th><th class=num>deaths</th>"
             "<th>last error</th></tr>")
     for name, c in clusters.items():
         members = c.get("members") or []

@@ -16,6 +16,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from aquests import codes
+from aquests.response import Response
+
 from .results import NORMAL, Result, Results
 
 log = logging.getLogger("skitai.app")
@@ -56,15 +59,21 @@ class Task:
         cached = rcache.get(ident) if (use_cache and rcache is not None) else None
         if cached is not None:
             self._result = cached
-            if self._callback:
-                self._deliver(cached)
+            if self._callback:           # callbacks always run on the loop thread
+                loop.call_soon_threadsafe(self._deliver, cached)
             return
         self._future = self._schedule(work)
 
     # -- running -----------------------------------------------------------------------------------
     def _schedule(self, work: Callable[[], Awaitable[Any]]) -> concurrent.futures.Future:
         async def run() -> Result | Results:
-            raw = await work()
+            try:
+                raw = await work()
+            except Exception as exc:     # bad arguments found while sending: a failed result, not a hang
+                log.warning("was call to %s failed: %r", self._url, exc)
+                raw = Response.failed(codes.REQUEST_FAILED, f"{type(exc).__name__}: {exc}", url=self._url,
+                                      error=exc)
+                raw = [raw] if self.mapped else raw
             result = self._wrap(raw)
             if self._callback:
                 self._deliver(result)
@@ -105,6 +114,9 @@ class Task:
         if _on_loop_thread(self._loop):
             raise WaitOnLoopError("a blocking wait on the event loop thread would stall the server "
                                   "(threads=0): pass callback=... instead")
+        if not self._loop.is_running():
+            raise WaitOnLoopError("the server's event loop is not running yet (an app start hook?): "
+                                  "pass callback=... instead, the call runs once serving starts")
         remaining = self.created + timeout - time.monotonic()
         try:
             self._result = self._future.result(max(remaining, 0))

@@ -14,6 +14,9 @@ from .server import Wasc
 
 _DB = {"postgresql": "postgresql", "pg": "postgresql", "redis": "redis", "mongodb": "mongodb",
        "sqlite3": "sqlite3", "db": None}
+# server-level objects reachable from ``was`` too (SK-75's built-in names that exist here)
+_SERVER_NAMES = {n: n for n in ("config", "numthreads", "logger", "register", "unregister", "ajob", "clusters",
+                                "rcache", "loop", "lock")} | {"cachefs": "httpcache"}
 _VERBS = {"upload": UploadVerb, "rpc": RpcVerb, "grpc": GrpcVerb, "ws": WsVerb}
 
 
@@ -46,9 +49,8 @@ class Was:
         objects = self.__dict__.get("wasc") and self.wasc.objects
         if objects and name in objects:
             return objects[name]
-        if name in ("config", "numthreads", "logger", "register", "unregister", "ajob", "clusters",
-                    "rcache", "loop"):
-            return getattr(self.wasc, name)
+        if name in _SERVER_NAMES:
+            return getattr(self.wasc, _SERVER_NAMES[name])
         raise AttributeError(f"was has no attribute {name!r}")
 
     # -- transaction ids (SK-23a) ------------------------------------------------------------------
@@ -100,3 +102,17 @@ class Was:
         text = "".join(_tb.format_exception(*sys.exc_info()))
         logging.getLogger(f"skitai.{at}").error("[expt:%s] %s", ident, text.rstrip())
         return ident
+
+
+class ProcessWas(Was):
+    """The ``was`` outside any request (start hooks, background threads): attributes set on it are
+    shared with every request, like ``wasc.register`` (but replacing an earlier value is allowed)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if "_calls" not in self.__dict__ or name.startswith("_") or name in self.__dict__:
+            object.__setattr__(self, name, value)
+            return
+        if reserved(name):
+            raise AttributeError(f"was.{name} is one of was's own names")
+        with self.wasc.lock:
+            self.wasc.objects[name] = value
