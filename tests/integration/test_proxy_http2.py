@@ -24,6 +24,7 @@ def test_get_and_query_over_http2(proxied):
     d = r.json()
     assert d["target"] == "/a/b?q=x+y" and d["port"] in {m.port for m in members}
     assert d["headers"]["x-forwarded-proto"] == "http" and d["headers"]["x-ltxn-id"] == "1001"
+    assert d["headers"]["x-forwarded-host"].startswith("127.0.0.1")
     assert not {"connection", "te", "http2-settings"} & set(d["headers"])
 
 

@@ -26,7 +26,7 @@ def test_request_headers_rules():
              ("x-forwarded-for", "1.1.1.1"), ("x-forwarded-for", "2.2.2.2"), ("x-forwarded-proto", "ftp"),
              ("x-gtxn-id", "old"), ("x-ltxn-id", "5")]
     out = fw.request_headers(items, client_ip="9.9.9.9", scheme="https", gtxnid="G-1", ltxnid=2001,
-                             host="10.0.0.1:80")
+                             host="10.0.0.1:80", forwarded_host="front.example:8080")
     assert out == {"cookie": "a=1; b=2", "accept": "text/html, */*", "host": "10.0.0.1:80",
                    "x-forwarded-for": "1.1.1.1, 2.2.2.2, 9.9.9.9", "x-forwarded-proto": "https",
                    "x-forwarded-host": "front.example:8080", "x-gtxn-id": "G-1", "x-ltxn-id": "2002"}
@@ -46,3 +46,10 @@ def test_retry_and_failure_codes():
     assert fw.may_retry("POST", 732) and not fw.may_retry("POST", 730) and not fw.may_retry("PATCH", 736)
     assert fw.failure_status(730, False) == 504 and fw.failure_status(730, True) == 504
     assert fw.failure_status(732, False) == 502 and fw.failure_status(732, True) == 503
+
+
+def test_no_forwarded_host_when_unknown():
+    out = fw.request_headers([], client_ip="", scheme="http", gtxnid="G", ltxnid=1000, host="m:80",
+                             forwarded_host="")
+    assert out == {"host": "m:80", "x-forwarded-for": "", "x-forwarded-proto": "http", "x-gtxn-id": "G",
+                   "x-ltxn-id": "1001"}

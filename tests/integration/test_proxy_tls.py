@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 import ssl
+import threading
 
 import pytest
 import requests
+import websockets.sync.client as wsc
+from websockets.sync.server import serve
 
 from tests.integration.proxy_support import backend_dispatch, front
 from tests.support.server import ServerThread
@@ -13,14 +16,21 @@ trustme = pytest.importorskip("trustme")
 
 
 @pytest.fixture(scope="module")
-def tls_member(tmp_path_factory):
+def tls(tmp_path_factory):
+    """(server SSL context for 127.0.0.1, CA bundle path)."""
     ca = trustme.CA()
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert("127.0.0.1").configure_cert(ctx)
     bundle = tmp_path_factory.mktemp("ca") / "ca.pem"
     ca.cert_pem.write_to_path(str(bundle))
+    return ctx, str(bundle)
+
+
+@pytest.fixture(scope="module")
+def tls_member(tls):
+    ctx, bundle = tls
     with ServerThread(backend_dispatch(), ssl=ctx) as srv:
-        yield f"127.0.0.1:{srv.port}", str(bundle)
+        yield f"127.0.0.1:{srv.port}", bundle
 
 
 def test_https_members_are_reached_over_tls(tls_member):
@@ -40,3 +50,24 @@ def test_an_untrusted_member_certificate_is_a_502(tls_member):
         status = f.cluster().status()["members"][0]
     assert r.status_code == 502 and "certificate" in r.text.lower()
     assert status["dead"] and "certificate" in status["last_error"].lower()
+
+
+def test_websocket_tunnel_to_a_tls_member(tls):
+    ctx, bundle = tls
+
+    def echo(conn):
+        for message in conn:
+            conn.send(message)
+
+    server = serve(echo, "127.0.0.1", 0, ssl=ctx)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        member = f"127.0.0.1:{server.socket.getsockname()[1]}"
+        with front([member], "wss", verify=bundle) as f:
+            with wsc.connect(f"ws://127.0.0.1:{f.port}/search/echo", open_timeout=5) as ws:
+                ws.send("over tls")
+                assert ws.recv(timeout=5) == "over tls"
+    finally:
+        server.shutdown()
+        thread.join(5)

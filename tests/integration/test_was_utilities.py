@@ -3,8 +3,10 @@
 ``was.restart()`` of a real app process."""
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
+import sys
 import textwrap
 import threading
 import time
@@ -218,3 +220,55 @@ def test_start_hook_calls_run_once_serving_starts(tmp_path):
         out = proc.output()
     assert "HOOK-ERROR the server's event loop is not running yet" in out
     assert "HOOK-CALLBACK 2 732" in out
+
+
+def test_redirect_and_render_ei_from_a_plain_wsgi_app():
+    """``was.redirect`` answers a no-cache redirect in both plain-WSGI forms; ``was.render_ei`` renders the
+    exception being handled as text, an escaped HTML box, or frames (SK-76)."""
+    from email.utils import parsedate_to_datetime
+
+    def app(env, start_response):
+        path = env["PATH_INFO"]
+        if path == "/go":
+            return was.redirect("/there?a=1&b=<2>", start_response=start_response)
+        if path == "/moved":
+            reply = was.redirect("http://example.com/new", status=301, body="gone",
+                                 headers={"X-Why": "moved", "Cache-Control": "no-store"})
+            return reply(env, start_response)
+        errors = {}
+        for what, bad in (("status", lambda: was.redirect("/x", status="200 OK")),
+                          ("crlf", lambda: was.redirect("/x\r\nSet-Cookie: a=1"))):
+            try:
+                bad()
+            except ValueError as exc:
+                errors[what] = str(exc)
+        try:
+            {}["<missing>"]
+        except KeyError:
+            text, box, frames = was.render_ei(), was.render_ei(format=1), was.render_ei(format=2)
+        try:
+            raise RuntimeError("explicit")
+        except RuntimeError:
+            explicit = was.render_ei(sys.exc_info(), 0)
+        body = json.dumps({"text": text, "html": box, "frames": frames, "explicit": explicit,
+                           "errors": errors}).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])
+        return [body]
+
+    with front(app) as url:
+        go = requests.get(url + "/go", allow_redirects=False, timeout=10)
+        moved = requests.get(url + "/moved", allow_redirects=False, timeout=10)
+        d = requests.get(url + "/ei", timeout=10).json()
+    assert go.status_code == 302 and go.reason == "Found"
+    assert go.headers["Location"] == "/there?a=1&b=<2>" and go.headers["Cache-Control"] == "max-age=0"
+    assert abs(parsedate_to_datetime(go.headers["Expires"]).timestamp() - time.time()) < 60
+    assert go.headers["Content-Type"].startswith("text/html")
+    assert 'href="/there?a=1&amp;b=&lt;2&gt;"' in go.text and "<2>" not in go.text
+    assert moved.status_code == 301 and moved.reason == "Moved Permanently" and moved.text == "gone"
+    assert moved.headers["X-Why"] == "moved" and moved.headers["Cache-Control"] == "no-store"
+    assert moved.headers["Location"] == "http://example.com/new"
+    assert "3xx" in d["errors"]["status"] and "line breaks" in d["errors"]["crlf"]
+    assert d["text"].startswith("Traceback") and "KeyError: '<missing>'" in d["text"]
+    assert "<h3>KeyError</h3>" in d["html"] and "&lt;missing&gt;" in d["html"] and "<missing>" not in d["html"]
+    assert d["frames"][-1][0].endswith("test_was_utilities.py") and d["frames"][-1][1] == "app"
+    assert "RuntimeError: explicit" in d["explicit"]

@@ -65,11 +65,22 @@ class _RpcFunctions:
         return [f"{word}-1", f"{word}-2"]
 
 
+class _RpcHandler(xmlrpc.server.SimpleXMLRPCRequestHandler):
+    rpc_paths = ("/", "/RPC2", "/rpc2")
+
+
 @contextlib.contextmanager
-def xmlrpc_backend() -> Iterator[str]:
-    """A stdlib XML-RPC server in a thread; yields its ``host:port``."""
-    server = xmlrpc.server.SimpleXMLRPCServer(("127.0.0.1", 0), logRequests=False, allow_none=True)
+def xmlrpc_backend(ssl_context: Any = None, functions: dict[str, Any] | None = None) -> Iterator[str]:
+    """A stdlib XML-RPC server in a thread (TLS with ``ssl_context``; extra ``functions`` by name);
+    yields its ``host:port``."""
+    server = xmlrpc.server.SimpleXMLRPCServer(("127.0.0.1", 0), requestHandler=_RpcHandler, logRequests=False,
+                                              allow_none=True)
+    if ssl_context is not None:
+        server.socket = ssl_context.wrap_socket(server.socket, server_side=True)
     server.register_instance(_RpcFunctions(), allow_dotted_names=False)
+    for name, fn in (functions or {}).items():
+        server.register_function(fn, name)
+    server.register_function(lambda a, b: a * b, "math.mul")          # a dotted method name
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:

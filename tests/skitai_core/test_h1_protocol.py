@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from skitai.http import accesslog
+from tests.support.net import free_port
 from tests.support.server import ServerThread, parse_responses, raw_request
 
 
@@ -462,7 +463,7 @@ def test_reuse_port_lets_two_servers_share_a_port():
     from skitai.http.server import serve
 
     async def main():
-        port = __import__("tests.support.net", fromlist=["free_port"]).free_port()
+        port = free_port()
         cfg = Config(address="127.0.0.1", port=port, workers=2)
         a = await serve(cfg, echo_dispatch)
         b = await serve(cfg, echo_dispatch)

@@ -145,6 +145,8 @@ def test_not_found_and_refused(handler):
         assert call(handler, target).status == 404, target
     for target in ("/a%00.txt", "/..%5csecret.txt", "/x\\y", "/%c0%ae%c0%ae/secret.txt"):
         assert call(handler, target).status == 400, target
+    assert call(handler, "/" + "a" * 300).status == 404                   # ENAMETOOLONG is just not found
+    assert call(handler, "/a" * 2000).status == 404
     assert call(handler, "/.well-known/security.txt").body == b"contact"
     assert call(handler, "/ok.txt").body == b"body{}"         # a symlink inside the root is fine
     assert call(handler, "/caf%C3%A9.txt").body == b"cafe"

@@ -406,3 +406,16 @@ def test_expect_100_continue_through_wsgi_input(threads):
             assert chunk
             got += chunk
         assert got.startswith(b"HTTP/1.1 200 OK")
+
+
+@THREADS
+def test_iterable_longer_than_its_content_length_is_cut(threads):
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Length", "10")])
+        for _ in range(100):
+            yield b"x" * 10_000
+
+    with ServerThread(app=app, threads=threads) as srv:
+        data = raw_request(srv.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, _, body = data.partition(b"\r\n\r\n")
+        assert head.endswith(b"Content-Length: 10") and body == b"x" * 10

@@ -51,21 +51,19 @@ def _is_hop(name: str, named: set[str]) -> bool:
 
 
 def request_headers(items: list[tuple[str, str]], *, client_ip: str, scheme: str, gtxnid: str,
-                    ltxnid: int, host: str) -> dict[str, str]:
-    """The headers sent to the member, lower-case names; ``host`` is the ``Host`` to send.
+                    ltxnid: int, host: str, forwarded_host: str) -> dict[str, str]:
+    """The headers sent to the member, lower-case names; ``host`` is the ``Host`` to send and
+    ``forwarded_host`` the one the client asked for (``X-Forwarded-Host``; "" leaves it out).
 
     Repeated fields are joined with ", " (``Cookie`` with "; "), as HTTP allows for a proxy.
     """
     named = connection_named(v for k, v in items if k.lower() == "connection")
     out: dict[str, str] = {}
     forwarded_for: list[str] = []
-    original_host = ""
     for name, value in items:
         name = name.lower()
         if name == "x-forwarded-for":
             forwarded_for.append(value.strip())
-        elif name == "host":
-            original_host = value
         if _is_hop(name, named) or name in _REWRITTEN:
             continue
         if name in out:
@@ -76,8 +74,8 @@ def request_headers(items: list[tuple[str, str]], *, client_ip: str, scheme: str
     out["host"] = host
     out["x-forwarded-for"] = ", ".join(v for v in forwarded_for if v)
     out["x-forwarded-proto"] = scheme
-    if original_host:
-        out["x-forwarded-host"] = original_host
+    if forwarded_host:
+        out["x-forwarded-host"] = forwarded_host
     out["x-gtxn-id"] = gtxnid
     out["x-ltxn-id"] = str(ltxnid + 1)
     return out

@@ -273,10 +273,8 @@ class ReverseProxy:
         """Send the request to one member; failures come back as 7xx responses (aquests never raises them)."""
         scheme = "https" if member.ssl else "http"
         url = URL(scheme, member.host, member.port, target, f"{scheme}://{member.address}{target}")
-        host = req.headers.get("host") if self.preserve_host else None
-        headers = forwarding.request_headers(
-            req.headers.items(), client_ip=req.client[0] if req.client else "", scheme=req.scheme,
-            gtxnid=req.gtxnid, ltxnid=req.ltxnid, host=host or url.authority)
+        headers = forwarding.request_headers(req.headers.items(), **forward_args(req, url.authority,
+                                                                                 self.preserve_host))
         streamed = body.live is not None
         sending = self.client.send(req.method, url, body.for_client(), headers=headers, stream=True,
                                    timeout=UNBOUNDED if streamed else self.timeout, allow_redirects=False)
@@ -376,6 +374,17 @@ class ReverseProxy:
                 stream.close()
         finally:
             cluster.release(member)
+
+
+def forward_args(req: Any, member_host: str, preserve_host: bool) -> dict[str, Any]:
+    """``forwarding.request_headers`` keywords for ``req`` going to ``member_host`` (its ``host:port``).
+
+    HTTP/2 requests carry no Host header: their authority's host name stands in for it (without the port).
+    """
+    client_host = req.headers.get("host") or req.host
+    return {"client_ip": req.client[0] if req.client else "", "scheme": req.scheme, "gtxnid": req.gtxnid,
+            "ltxnid": req.ltxnid, "host": (client_host if preserve_host else "") or member_host,
+            "forwarded_host": client_host}
 
 
 def _printable(reason: str) -> str | None:

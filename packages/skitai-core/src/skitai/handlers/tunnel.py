@@ -83,11 +83,10 @@ class Answer:
             self.feed(data)
 
 
-def request_head(exchange: Any, target: str, host: str) -> bytes:
-    req = exchange.request
-    headers = forwarding.request_headers(
-        req.headers.items(), client_ip=req.client[0] if req.client else "", scheme=req.scheme,
-        gtxnid=req.gtxnid, ltxnid=req.ltxnid, host=host)
+def request_head(req: Any, target: str, member_host: str, preserve_host: bool) -> bytes:
+    from .proxy import forward_args
+
+    headers = forwarding.request_headers(req.headers.items(), **forward_args(req, member_host, preserve_host))
     headers["connection"] = "Upgrade"
     headers["upgrade"] = req.headers.get("upgrade") or "websocket"
     lines = [f"{req.method} {target} HTTP/1.1\r\n"] + [f"{k}: {v}\r\n" for k, v in headers.items()]
@@ -122,14 +121,18 @@ async def tunnel(proxy: Any, exchange: Any, cluster: Cluster) -> None:
         writer = None
         try:
             reader, writer = await open_member(member, proxy.verify, proxy.timeout)
-            writer.write(request_head(exchange, target, req.headers.get("host") if proxy.preserve_host
-                                      else member.address))
+            writer.write(request_head(req, target, member.address, proxy.preserve_host))
             answer = Answer()
             async with asyncio.timeout(proxy.timeout):
                 await answer.read(reader, head_only=True)
                 if answer.status != 101:
                     await answer.read(reader, head_only=False)
-        except (OSError, TimeoutError, BadAnswer, ssl.SSLError) as e:
+        except asyncio.CancelledError:            # shutdown while connecting: not in flight any more
+            if writer is not None:
+                writer.close()
+            cluster.release(member)
+            raise
+        except (OSError, TimeoutError, BadAnswer) as e:
             if writer is not None:
                 writer.close()
             cluster.release(member)

@@ -238,7 +238,8 @@ class H1Exchange(BaseExchange):
             return
         head = self._render(status, headers, reason, len(body))
         self.state = DONE
-        self.t_respond = self.t_done = _monotonic()
+        if accesslog.enabled:            # the times are only for the log line
+            self.t_respond = self.t_done = _monotonic()
         if self.mode == NO_BODY or not body:
             data = head
         elif len(body) <= 65536:

@@ -8,7 +8,7 @@ from typing import Any
 
 from aquests import verbs
 
-from . import convert, status, statuspage
+from . import convert, replies, status, statuspage
 from .calls import DbVerb, GrpcVerb, HttpVerb, RpcVerb, UploadVerb, WsVerb
 from .server import Wasc
 
@@ -86,6 +86,15 @@ class Was:
         if status.wants_json(accept):
             return status.to_json(data)
         return statuspage.render(data, fancy=fancy)
+
+    def redirect(self, url: str, status: int | str = "302 Found", body: str | bytes | None = None,
+                 headers: Any = None, start_response: Any = None) -> Any:
+        """A no-cache redirect (SK-76). With ``start_response`` it answers now and returns the WSGI body;
+        without, it returns a ``Reply`` that is a WSGI app: ``return was.redirect(url)(environ, start_response)``."""
+        reply = replies.redirect(url, status, body, headers)
+        return reply.send(start_response) if start_response is not None else reply
+
+    render_ei = staticmethod(replies.render_ei)
 
     def restart(self) -> None:
         self.wasc.restart()

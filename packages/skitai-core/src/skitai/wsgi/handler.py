@@ -325,7 +325,7 @@ class WSGIHandler:
                 known = cl is not None and cl <= SMALL_BODY
             if first is None:
                 first = data
-            elif known:
+            elif known and len(first) + len(data) <= SMALL_BODY:
                 first += data
             else:
                 call.begin_stream()
