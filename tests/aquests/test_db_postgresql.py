@@ -235,6 +235,17 @@ def test_fetchall_with_callbacks_and_meta(pg_server):
     assert extra == "extra" and resp.meta["tag"] == "x" and resp.data[0].n == 1
 
 
+def test_configure_timeout_applies_to_queued_queries(pg_server):
+    got = []
+    aquests.configure(workers=2, callback=got.append, timeout=0.5)
+    aquests.postgresql(pg_server.server, "postgres", AUTH, meta={"k": "slow"}).execute("SELECT pg_sleep(10)")
+    aquests.postgresql(pg_server.server, "postgres", AUTH, meta={"k": "fast"}).execute("SELECT 1 AS one")
+    aquests.fetchall()
+    by = {r.meta["k"]: r for r in got}
+    assert by["slow"].status_code == codes.TIMEOUT and by["slow"].code == 730
+    assert by["fast"].ok and by["fast"].data[0].one == 1
+
+
 async def test_transaction_that_cannot_begin_raises_dberror():
     db = aquests.aio.postgresql(f"127.0.0.1:{free_port()}", "postgres", AUTH, timeout=2)
     with pytest.raises(DBError) as ei:

@@ -92,6 +92,12 @@ def test_http_usage_with_the_typo_fixed_prints_the_data(app):
     assert "Traceback" not in output
 
 
+def test_requests_without_configure_use_the_defaults(app):
+    # no configure(): the defaults (one worker, the demo callback logging one line per response)
+    calls, output = run_snippet("import aquests\naquests.get(url)\naquests.fetchall()\n", url=f"{app.url}/echo")
+    assert calls == [] and "REQ 1 " in output and " 200 OK " in output and "* 1 tasks during" in output
+
+
 @pytest.fixture
 def mydb(pg_server):
     psycopg2 = pytest.importorskip("psycopg2")

@@ -9,6 +9,9 @@
 - anything else: JSON echo of method, path, query, headers, body length and SHA-256, and the port
   (``?delay=S`` waits first, ``?status=N`` answers N).
 
+``ws_server(ssl=None)`` runs a ``websockets`` member that first sends what it got (path, headers) as JSON,
+then echoes; it returns ``(address, stop)``.
+
 ``front(members, **extra)`` serves ``/`` (a tiny WSGI app) and ``/search`` → ``@mysearch`` under
 ``Running(config)``; it yields the running server (``.port``, ``.url``, ``.cluster()``).
 """
@@ -18,9 +21,12 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs
+
+from websockets.sync.server import serve
 
 from skitai.config import Cluster, Config, Mount
 from tests.support.server import ServerThread
@@ -143,3 +149,22 @@ def front(members: list[str], ctype: str = "http", **extra: Any) -> Iterator[Fro
 
     with Running(proxy_config(members, ctype, **extra)) as running:
         yield Front(running)
+
+
+def ws_server(ssl: Any = None):
+    """A ``websockets`` server in a thread: first tells what it got, then echoes every message.
+    Returns ``(address, stop)``."""
+    def handler(conn):
+        req = conn.request
+        conn.send(json.dumps({"path": req.path, "headers": {k.lower(): v for k, v in req.headers.raw_items()}}))
+        for message in conn:
+            conn.send(message)
+
+    server = serve(handler, "127.0.0.1", 0, max_size=None, ssl=ssl)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    def stop():
+        server.shutdown()
+        thread.join(5)
+    return f"127.0.0.1:{server.socket.getsockname()[1]}", stop

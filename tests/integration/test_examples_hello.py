@@ -4,6 +4,8 @@ import time
 
 import requests
 
+import skitai
+
 from tests.support.apps import app_process
 
 
@@ -11,7 +13,7 @@ def test_hello_answers_and_stops_on_sigterm():
     with app_process("examples/hello/app.py") as app:
         r = requests.get(app.url + "/")
         assert (r.status_code, r.text, r.headers["Content-Type"]) == (200, "Hello World", "text/plain")
-        assert r.headers["Server"].startswith("Skitai/")
+        assert r.headers["Server"] == skitai.NAME
         started = time.monotonic()
         assert app.stop(signal.SIGTERM) == 0
         assert time.monotonic() - started < 5

@@ -138,6 +138,7 @@ def test_forwarded_headers_and_host(one):
     assert sent["x-forwarded-proto"] == "http"
     assert sent["x-forwarded-host"] == f"127.0.0.1:{f.port}"
     assert sent["host"] == address(member)                   # the member's own name (ProxyPass style)
+    assert sent["via"] == "1.1 skitai"
     assert "x-forwarded-for" in requests.get(f.url + "/search/fw", timeout=5).json()["headers"]
 
 

@@ -24,10 +24,10 @@ def test_request_headers_rules():
              ("proxy-anything", "1"), ("expect", "100-continue"), ("content-length", "5"),
              ("cookie", "a=1"), ("cookie", "b=2"), ("accept", "text/html"), ("accept", "*/*"),
              ("x-forwarded-for", "1.1.1.1"), ("x-forwarded-for", "2.2.2.2"), ("x-forwarded-proto", "ftp"),
-             ("x-gtxn-id", "old"), ("x-ltxn-id", "5")]
+             ("x-gtxn-id", "old"), ("x-ltxn-id", "5"), ("via", "1.0 edge")]
     out = fw.request_headers(items, client_ip="9.9.9.9", scheme="https", gtxnid="G-1", ltxnid=2001,
-                             host="10.0.0.1:80", forwarded_host="front.example:8080")
-    assert out == {"cookie": "a=1; b=2", "accept": "text/html, */*", "host": "10.0.0.1:80",
+                             host="10.0.0.1:80", forwarded_host="front.example:8080", version="2")
+    assert out == {"cookie": "a=1; b=2", "accept": "text/html, */*", "host": "10.0.0.1:80", "via": "1.0 edge, 2 skitai",
                    "x-forwarded-for": "1.1.1.1, 2.2.2.2, 9.9.9.9", "x-forwarded-proto": "https",
                    "x-forwarded-host": "front.example:8080", "x-gtxn-id": "G-1", "x-ltxn-id": "2002"}
 
@@ -51,5 +51,5 @@ def test_retry_and_failure_codes():
 def test_no_forwarded_host_when_unknown():
     out = fw.request_headers([], client_ip="", scheme="http", gtxnid="G", ltxnid=1000, host="m:80",
                              forwarded_host="")
-    assert out == {"host": "m:80", "x-forwarded-for": "", "x-forwarded-proto": "http", "x-gtxn-id": "G",
-                   "x-ltxn-id": "1001"}
+    assert out == {"host": "m:80", "via": "1.1 skitai", "x-forwarded-for": "", "x-forwarded-proto": "http",
+                   "x-gtxn-id": "G", "x-ltxn-id": "1001"}

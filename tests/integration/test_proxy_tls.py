@@ -1,15 +1,14 @@
 """``https`` clusters behind a mount: TLS to the members, checked against ``verify`` (a CA bundle here)."""
 from __future__ import annotations
 
+import json
 import ssl
-import threading
 
 import pytest
 import requests
 import websockets.sync.client as wsc
-from websockets.sync.server import serve
 
-from tests.integration.proxy_support import backend_dispatch, front
+from tests.integration.proxy_support import backend_dispatch, front, ws_server
 from tests.support.server import ServerThread
 
 trustme = pytest.importorskip("trustme")
@@ -54,20 +53,12 @@ def test_an_untrusted_member_certificate_is_a_502(tls_member):
 
 def test_websocket_tunnel_to_a_tls_member(tls):
     ctx, bundle = tls
-
-    def echo(conn):
-        for message in conn:
-            conn.send(message)
-
-    server = serve(echo, "127.0.0.1", 0, ssl=ctx)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    member, stop = ws_server(ssl=ctx)
     try:
-        member = f"127.0.0.1:{server.socket.getsockname()[1]}"
         with front([member], "wss", verify=bundle) as f:
             with wsc.connect(f"ws://127.0.0.1:{f.port}/search/echo", open_timeout=5) as ws:
+                assert json.loads(ws.recv(timeout=5))["path"] == "/echo"
                 ws.send("over tls")
                 assert ws.recv(timeout=5) == "over tls"
     finally:
-        server.shutdown()
-        thread.join(5)
+        stop()

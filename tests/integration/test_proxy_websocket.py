@@ -4,34 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 
 import pytest
 import websockets.sync.client as wsc
 from websockets.exceptions import ConnectionClosed, InvalidStatus
-from websockets.sync.server import serve
 
-from tests.integration.proxy_support import address, backends, front
+from tests.integration.proxy_support import address, backends, front, ws_server
 from tests.support.net import free_port
-
-
-def ws_server():
-    """A ``websockets`` server in a thread: first tells what it got, then echoes every message.
-    Returns ``(address, stop)``."""
-    def handler(conn):
-        req = conn.request
-        conn.send(json.dumps({"path": req.path, "headers": {k.lower(): v for k, v in req.headers.raw_items()}}))
-        for message in conn:
-            conn.send(message)
-
-    server = serve(handler, "127.0.0.1", 0, max_size=None)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-
-    def stop():
-        server.shutdown()
-        thread.join(5)
-    return f"127.0.0.1:{server.socket.getsockname()[1]}", stop
 
 
 @contextlib.contextmanager

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import collections
-import ssl
-import threading
+import contextlib
 import time
 
 import pytest
@@ -13,7 +12,8 @@ import skitai
 from skitai import launch, was
 from skitai.runner import Running
 from skitai.services import binding
-from tests.integration.was_support import echo_backends, echo_dispatch, front, get_json, routed, xmlrpc_backend
+from tests.integration.was_support import (echo_backends, echo_dispatch, front, get_json, routed, tls_server_context,
+                                           ws_echo_backend, xmlrpc_backend)
 from tests.support.net import free_port
 from tests.support.server import ServerThread
 
@@ -100,60 +100,53 @@ def fresh_launch(tmp_path):
     launch.reset()
 
 
-def _tls_backend(tmp_path):
-    trustme = pytest.importorskip("trustme")
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    cert.configure_cert(ctx)
-    ca_file = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    return ServerThread(echo_dispatch(), ssl=ctx), str(ca_file)
-
-
 def test_alias_and_run_clusters_forms_for_every_proto_type(fresh_launch, tmp_path):
     """skitai.alias(...) and run(clusters=...) fill the Config the server builds its clusters from."""
-    from websockets.sync.server import serve as ws_serve
+    pytest.importorskip("trustme")
+    ctx, ca_file = tls_server_context(tmp_path)          # one test CA for the https and wss members
+    with contextlib.ExitStack() as stack:
+        plain = stack.enter_context(ServerThread(echo_dispatch()))
+        tls = stack.enter_context(ServerThread(echo_dispatch(), ssl=ctx))
+        ws_addr = stack.enter_context(ws_echo_backend())
+        wss_addr = stack.enter_context(ws_echo_backend(ctx))
+        rpc_addr = stack.enter_context(xmlrpc_backend())
 
-    plain = ServerThread(echo_dispatch()).start()
-    tls, ca_file = _tls_backend(tmp_path)
-    tls.start()
-    wsd = ws_serve(lambda conn: [conn.send(m) for m in conn], "127.0.0.1", 0)
-    ws_thread = threading.Thread(target=wsd.serve_forever, daemon=True)
-    ws_thread.start()
-    ws_addr = f"127.0.0.1:{wsd.socket.getsockname()[1]}"
-    try:
-        with xmlrpc_backend() as rpc_addr:
-            def calls(env):
-                return {
-                    "http": was.get("@h/a").getwait(5).data["path"],
-                    "https": was.get("@hs/b").getwait(5).data["path"],
-                    "ws": was.ws("@sock/echo", "ping").getwait(5).data,
-                    "rpc": was.rpc("@r/RPC2").add(20, 22).getwait(5).data,
-                    "types": {n: c.ctype for n, c in binding.server_context().clusters.items()},
-                    "ssl": {n: c.ssl for n, c in binding.server_context().clusters.items()},
-                }
+        def calls(env):
+            return {
+                "http": was.get("@h/a").getwait(5).data["path"],
+                "https": was.get("@hs/b").getwait(5).data["path"],
+                "ws": was.ws("@sock/echo", "ping").getwait(5).data,
+                "wss": was.ws("@wss/echo", "secret").getwait(5).data,
+                "rpc": was.rpc("@r/RPC2").add(20, 22).getwait(5).data,
+                "h3": was.get("@h3/c").getwait(5).data["path"],
+                "h4": was.get.lb("@h4/d").getwait(5).data["path"],
+                "types": {n: c.ctype for n, c in binding.server_context().clusters.items()},
+                "ssl": {n: c.ssl for n, c in binding.server_context().clusters.items()},
+            }
 
-            skitai.mount("/", routed({"/c": calls}))
-            skitai.alias("@h", skitai.PROTO_HTTP, hostport(plain.url), role="admin", source="127.0.0.0/8")
-            skitai.alias("@hs", skitai.PROTO_HTTP, [hostport(tls.url)], ssl=True)
-            skitai.alias("@sock", skitai.PROTO_WS, ws_addr)
-            config = launch.apply_run(address="127.0.0.1", port=0, threads=2, clusters={
-                "@r": ("rpc", [rpc_addr]),
-                "@wss": (skitai.PROTO_WSS, ["127.0.0.1:1"]),
-                "@hs2": (skitai.PROTO_HTTPS, ["127.0.0.1:2 2"], "", "", True),
-            })
-            config.extra["was"] = {"verify": ca_file}
-            assert config.clusters["h"].role == "admin" and config.clusters["hs"].ssl
-            with Running(config) as srv:
-                d = get_json(f"http://127.0.0.1:{srv.port}/c")
-    finally:
-        plain.stop()
-        tls.stop()
-        wsd.shutdown()
-        ws_thread.join(5)
+        skitai.mount("/", routed({"/c": calls}))
+        skitai.alias("@h", skitai.PROTO_HTTP, hostport(plain.url), role="admin", source="127.0.0.0/8")
+        skitai.alias("@hs", skitai.PROTO_HTTP, [hostport(tls.url)], ssl=True)
+        skitai.alias("@sock", skitai.PROTO_WS, ws_addr)
+        config = launch.apply_run(address="127.0.0.1", port=0, threads=2, clusters={
+            "@r": ("rpc", [rpc_addr]),
+            "@wss": (skitai.PROTO_WSS, [wss_addr]),
+            "@hs2": (skitai.PROTO_HTTPS, ["127.0.0.1:2 2"], "", "", True),
+            "@h3": (skitai.PROTO_HTTP, [hostport(plain.url)], "admin"),
+            "@h4": (skitai.PROTO_HTTP, hostport(plain.url), "ops", "10.0.0.0/8,192.168.1/24"),
+        })
+        config.extra["was"] = {"verify": ca_file}
+        forms = {n: (c.role, c.source, c.ssl) for n, c in config.clusters.items()}
+        assert forms["h"] == ("admin", "127.0.0.0/8", False) and forms["hs"] == ("", "", True)
+        assert forms["h3"] == ("admin", "", False) and forms["h4"] == ("ops", "10.0.0.0/8,192.168.1/24", False)
+        assert forms["r"] == ("", "", False) and forms["hs2"] == ("", "", True)
+        with Running(config) as srv:
+            d = get_json(f"http://127.0.0.1:{srv.port}/c")
     assert d["http"] == "/a" and d["https"] == "/b" and d["ws"] == "ping" and d["rpc"] == 42
-    assert d["types"] == {"h": "http", "hs": "http", "sock": "ws", "r": "rpc", "wss": "wss", "hs2": "https"}
+    assert d["wss"] == "secret"
+    assert d["h3"] == "/c" and d["h4"] == "/d"
+    assert d["types"] == {"h": "http", "hs": "http", "sock": "ws", "r": "rpc", "wss": "wss", "hs2": "https",
+                          "h3": "http", "h4": "http"}
     assert d["ssl"]["hs"] and d["ssl"]["wss"] and d["ssl"]["hs2"] and not d["ssl"]["h"]
 
 

@@ -15,7 +15,8 @@ import pytest
 
 from skitai import was
 from skitai.services.results import WasTimeout
-from tests.integration.was_support import echo_backends, front, get_json, query, routed, xmlrpc_backend
+from tests.integration.was_support import (echo_backends, front, get_json, query, routed, ws_echo_backend,
+                                           xmlrpc_backend)
 from tests.support.net import free_port
 
 
@@ -33,20 +34,8 @@ def rpc_server():
 
 @pytest.fixture(scope="module")
 def ws_url():
-    from websockets.sync.server import serve
-
-    def echo(conn):
-        for message in conn:
-            conn.send(message)
-
-    server = serve(echo, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"ws://127.0.0.1:{server.socket.getsockname()[1]}/echo"
-    finally:
-        server.shutdown()
-        thread.join(5)
+    with ws_echo_backend() as address:
+        yield f"ws://{address}/echo"
 
 
 @pytest.fixture(scope="module")

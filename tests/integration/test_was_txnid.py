@@ -25,13 +25,15 @@ def test_ids_go_out_and_each_hop_logs_them(caplog):
     accesslog.refresh()
     with echo_backends(1) as (leaf,):
         def mid(env):
-            r = was.get(leaf.url + "/leaf").getwait(5)
+            n = query(env)["n"]
+            r = was.get(f"{leaf.url}/leaf{n}").getwait(5)
             return {"txnid": was.txnid(), "leaf_saw": r.data["headers"]}
 
         def edge(env):
-            first = was.get(mid_url + "/mid").getwait(5)
-            second = was.get(leaf.url + "/leaf2").getwait(5)
-            return {"txnid": was.txnid(), "mid": first.data, "second": second.data["headers"]}
+            first = was.get(mid_url + "/mid?n=1").getwait(5)
+            second = was.get(mid_url + "/mid?n=2").getwait(5)
+            third = was.get(leaf.url + "/direct").getwait(5)
+            return {"txnid": was.txnid(), "mid": [first.data, second.data], "direct": third.data["headers"]}
 
         with front(routed({"/mid": mid})) as mid_url, front(routed({"/edge": edge})) as edge_url:
             d = get_json(edge_url + "/edge")
@@ -40,17 +42,20 @@ def test_ids_go_out_and_each_hop_logs_them(caplog):
 
     gtxn, ltxn = d["txnid"].split("/")
     assert gtxn.startswith("GTID-C") and "-R" in gtxn and ltxn == "1000"
-    assert d["mid"]["txnid"] == f"{gtxn}/2001"                     # the first sub-call: 1001 sent, 2001 logged
-    assert d["mid"]["leaf_saw"]["x-gtxn-id"] == gtxn and d["mid"]["leaf_saw"]["x-ltxn-id"] == "2002"
-    assert d["second"]["x-gtxn-id"] == gtxn and d["second"]["x-ltxn-id"] == "1002"
-    assert ext["txnid"] == "GTID-EXT-1/1007" and ext["second"]["x-ltxn-id"] == "1009"
+    # the edge sends 1001, 1002, 1003; each mid logs +1000 and sends its own first sub-call as +1
+    assert [m["txnid"] for m in d["mid"]] == [f"{gtxn}/2001", f"{gtxn}/2002"]
+    assert [m["leaf_saw"]["x-ltxn-id"] for m in d["mid"]] == ["2002", "2003"]
+    assert all(m["leaf_saw"]["x-gtxn-id"] == gtxn for m in d["mid"])
+    assert d["direct"]["x-gtxn-id"] == gtxn and d["direct"]["x-ltxn-id"] == "1003"
+    assert ext["txnid"] == "GTID-EXT-1/1007" and ext["direct"]["x-ltxn-id"] == "1010"
 
     lines = {f[3]: f for f in _log_lines(caplog, "/") if f[8] == gtxn}
     # client_ip:port host method uri HTTP/v status in out gtxnid ltxnid ...
-    assert lines["/edge"][9] == "1000"
-    assert lines["/mid"][9] == "2001"
-    assert lines["/leaf"][9] == "3002"
-    assert lines["/leaf2"][9] == "2002"
+    assert {uri: f[9] for uri, f in lines.items()} == {
+        "/edge": "1000", "/mid?n=1": "2001", "/leaf1": "3002", "/mid?n=2": "2002", "/leaf2": "3003",
+        "/direct": "2003"}
+    ext_lines = {f[3]: f[9] for f in _log_lines(caplog, "/") if f[8] == "GTID-EXT-1"}
+    assert ext_lines["/edge"] == "1007" and ext_lines["/mid?n=1"] == "2008" and ext_lines["/leaf1"] == "3009"
 
 
 def test_txnid_of_a_request_and_outside_one():

@@ -91,6 +91,39 @@ def xmlrpc_backend(ssl_context: Any = None, functions: dict[str, Any] | None = N
         thread.join(5)
 
 
+@contextlib.contextmanager
+def ws_echo_backend(ssl_context: Any = None) -> Iterator[str]:
+    """A ``websockets`` echo server in a thread (TLS with ``ssl_context``); yields its ``host:port``."""
+    from websockets.sync.server import serve
+
+    def echo(conn):
+        for message in conn:
+            conn.send(message)
+
+    server = serve(echo, "127.0.0.1", 0, ssl=ssl_context)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.socket.getsockname()[1]}"
+    finally:
+        server.shutdown()
+        thread.join(5)
+
+
+def tls_server_context(directory: Any) -> tuple[Any, str]:
+    """A server TLS context for 127.0.0.1 from a throwaway CA, and the CA file a client can verify with."""
+    import ssl
+
+    import trustme
+
+    ca = trustme.CA()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(ctx)
+    ca_file = str(directory / "ca.pem")
+    ca.cert_pem.write_to_path(ca_file)
+    return ctx, ca_file
+
+
 def config_for(app: Any, clusters: dict[str, tuple] | None = None, threads: int = 4, **kw: Any) -> Config:
     """A Config serving ``app`` at "/" on 127.0.0.1 with ``clusters`` given as ``name: (ctype, members)``."""
     config = Config(address="127.0.0.1", port=0, threads=threads, **kw)

@@ -196,7 +196,7 @@ def test_server_closes_after_error_even_if_client_keeps_sending(srv):
         except OSError:
             pass
         assert got.startswith(b"HTTP/1.1 400")
-        assert time.monotonic() - t0 < 4
+        assert time.monotonic() - t0 < 8          # closed after the 2 s linger, not the 30 s timeout
 
 
 def test_txn_ids_rules():

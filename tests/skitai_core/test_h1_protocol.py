@@ -13,6 +13,8 @@ from email.utils import parsedate_to_datetime
 import pytest
 import requests
 
+import skitai
+
 from skitai.http import accesslog
 from tests.support.net import free_port
 from tests.support.server import ServerThread, parse_responses, raw_request
@@ -74,7 +76,7 @@ def test_http11_keep_alive_reuses_connection(echo_server):
 
 def test_date_and_server_headers(echo_server):
     r = requests.get(echo_server.url + "/")
-    assert r.headers["Server"].startswith("Skitai/")
+    assert r.headers["Server"] == skitai.NAME
     assert abs(parsedate_to_datetime(r.headers["Date"]).timestamp() - time.time()) < 3
 
 
@@ -213,7 +215,7 @@ def test_keep_alive_timeout_closes_idle_connection():
         start = time.monotonic()
         s.settimeout(5)
         assert s.recv(100) == b""
-        assert time.monotonic() - start < 2.5
+        assert time.monotonic() - start < 4          # the default keep-alive would be 30 s
 
 
 def test_network_timeout_on_incomplete_head_gives_408():
@@ -221,7 +223,7 @@ def test_network_timeout_on_incomplete_head_gives_408():
         start = time.monotonic()
         data = raw_request(srv.port, b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ", timeout=5)
     assert data.startswith(b"HTTP/1.1 408")
-    assert time.monotonic() - start < 3
+    assert time.monotonic() - start < 4
 
 
 def test_network_timeout_on_stalled_body():
@@ -275,8 +277,8 @@ def test_slowloris_does_not_block_others():
                 for s in slow:
                     s.sendall(b"X-A: b\r\n")
                 t0 = time.monotonic()
-                assert requests.get(srv.url + "/", timeout=2).status_code == 200
-                assert time.monotonic() - t0 < 1
+                assert requests.get(srv.url + "/", timeout=4).status_code == 200
+                assert time.monotonic() - t0 < 3       # blocked, it would wait for the 5 s timeout
         finally:
             for s in slow:
                 s.close()

@@ -193,14 +193,26 @@ def test_cron(fresh):
 
 
 def test_constants():
-    assert skitai.DB_PGSQL == skitai.DB_POSTGRESQL == "*postgresql"
-    assert (skitai.DB_SQLITE3, skitai.DB_REDIS, skitai.DB_MONGODB) == ("*sqlite3", "*redis", "*mongodb")
-    assert (skitai.PROTO_HTTP, skitai.PROTO_HTTPS, skitai.PROTO_WS, skitai.PROTO_WSS) == ("http", "https", "ws", "wss")
-    assert (skitai.WS_SIMPLE, skitai.WS_GROUPCHAT, skitai.WS_THREADSAFE) == (1, 5, 6)
-    assert skitai.WEBSOCKET_SIMPLE == 1 and skitai.WS_EVT_OPEN == "open" and skitai.WS_MSG_JSON == "json"
-    assert skitai.WS_OPCODE_TEXT == 1 and skitai.WS_OPCODE_PONG == 10
-    assert skitai.NAME.startswith("Skitai/") and skitai.version_info[:2] == (1, 0)
+    """Every constant of SK-18 with the value 0.26 gives it (apps compare against the raw values too)."""
+    expected = {
+        "WS_SIMPLE": 1, "WEBSOCKET_SIMPLE": 1, "WS_GROUPCHAT": 5, "WEBSOCKET_GROUPCHAT": 5, "WS_THREADSAFE": 6,
+        "WS_DEDICATE": 4, "WS_EVT_INIT": "init", "WS_EVT_OPEN": "open", "WS_EVT_CLOSE": "close",
+        "WS_EVT_NONE": None, "WS_MSG_JSON": "json", "WS_MSG_XMLRPC": "xmlrpc", "WS_MSG_GRPC": "grpc",
+        "WS_MSG_DEFAULT": None, "WS_OPCODE_CONTINUATION": 0, "WS_OPCODE_TEXT": 1, "WS_OPCODE_BINARY": 2,
+        "WS_OPCODE_CLOSE": 8, "WS_OPCODE_PING": 9, "WS_OPCODE_PONG": 10,
+        "PROTO_HTTP": "http", "PROTO_HTTPS": "https", "PROTO_WS": "ws", "PROTO_WSS": "wss",
+        "PROTO_GRPC": "grpc", "PROTO_GRPCS": "grpcs",
+        "DB_PGSQL": "*postgresql", "DB_POSTGRESQL": "*postgresql", "DB_SQLITE3": "*sqlite3",
+        "DB_REDIS": "*redis", "DB_MONGODB": "*mongodb",
+    }
+    got = {name: getattr(skitai, name, "<missing>") for name in expected}
+    assert got == expected
+    assert set(expected) <= set(skitai.__all__)
+    assert skitai.NAME == "Skitai/%d.%d" % skitai.version_info[:2] and skitai.version_info[:2] == (1, 0)
     assert skitai.__version__ == "1.0.0.dev0"
+    for ctype in ("PROTO_HTTP", "PROTO_HTTPS", "PROTO_WS", "PROTO_WSS", "PROTO_GRPC", "PROTO_GRPCS",
+                  "DB_PGSQL", "DB_SQLITE3", "DB_REDIS", "DB_MONGODB"):
+        assert skitai.alias("@c" + ctype.lower(), getattr(skitai, ctype), ["m"]).ctype == expected[ctype]
 
 
 def test_was_is_importable_and_says_what_is_missing(monkeypatch):

@@ -3,7 +3,8 @@
 What goes to a cluster member: the path with the mount point cut off (the query kept), the client's
 headers minus the hop-by-hop ones (RFC 9110 7.6.1: ``Connection`` and every field it names,
 ``Keep-Alive``, ``TE``, ``Trailer``, ``Transfer-Encoding``, ``Upgrade``, ``Proxy-*``), plus
-``X-Forwarded-For`` (appended), ``X-Forwarded-Proto``, ``X-Forwarded-Host`` and the transaction IDs
+``Via`` (appended, RFC 9110 7.6.3), ``X-Forwarded-For`` (appended), ``X-Forwarded-Proto``,
+``X-Forwarded-Host`` and the transaction IDs
 (``X-Gtxn-Id`` = the request's gtxnid, ``X-Ltxn-Id`` = its ltxnid + 1). What comes back: the member's
 headers minus the hop-by-hop ones and minus ``Date``/``Server``, which the front server writes itself.
 """
@@ -16,8 +17,9 @@ from aquests import codes
 HOP_BY_HOP = frozenset(("connection", "keep-alive", "te", "trailer", "transfer-encoding", "upgrade",
                         "proxy-connection", "proxy-authenticate", "proxy-authorization", "http2-settings"))
 # the client library writes these itself (from the body it is given), or we replace them
-_REWRITTEN = frozenset(("host", "content-length", "expect", "x-forwarded-for", "x-forwarded-proto",
+_REWRITTEN = frozenset(("host", "content-length", "expect", "via", "x-forwarded-for", "x-forwarded-proto",
                         "x-forwarded-host", "x-gtxn-id", "x-ltxn-id"))
+VIA_NAME = "skitai"
 _FRONT_WRITES = frozenset(("date", "server"))
 IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"))
 # failures where the member certainly did not see the request: safe to resend whatever the method
@@ -51,19 +53,23 @@ def _is_hop(name: str, named: set[str]) -> bool:
 
 
 def request_headers(items: list[tuple[str, str]], *, client_ip: str, scheme: str, gtxnid: str,
-                    ltxnid: int, host: str, forwarded_host: str) -> dict[str, str]:
-    """The headers sent to the member, lower-case names; ``host`` is the ``Host`` to send and
-    ``forwarded_host`` the one the client asked for (``X-Forwarded-Host``; "" leaves it out).
+                    ltxnid: int, host: str, forwarded_host: str, version: str = "1.1") -> dict[str, str]:
+    """The headers sent to the member, lower-case names; ``host`` is the ``Host`` to send,
+    ``forwarded_host`` the one the client asked for (``X-Forwarded-Host``; "" leaves it out) and
+    ``version`` the HTTP version the request came with (for ``Via``).
 
     Repeated fields are joined with ", " (``Cookie`` with "; "), as HTTP allows for a proxy.
     """
     named = connection_named(v for k, v in items if k.lower() == "connection")
     out: dict[str, str] = {}
     forwarded_for: list[str] = []
+    via: list[str] = []
     for name, value in items:
         name = name.lower()
         if name == "x-forwarded-for":
             forwarded_for.append(value.strip())
+        elif name == "via":
+            via.append(value.strip())
         if _is_hop(name, named) or name in _REWRITTEN:
             continue
         if name in out:
@@ -72,6 +78,7 @@ def request_headers(items: list[tuple[str, str]], *, client_ip: str, scheme: str
             out[name] = value
     forwarded_for.append(client_ip)
     out["host"] = host
+    out["via"] = ", ".join(via + [f"{version} {VIA_NAME}"])
     out["x-forwarded-for"] = ", ".join(v for v in forwarded_for if v)
     out["x-forwarded-proto"] = scheme
     if forwarded_host:

@@ -33,7 +33,6 @@ from urllib.parse import quote
 
 from aquests import codes
 from aquests.cluster import Cluster, is_connection_failure
-from aquests.http.body import Body as ClientBody
 from aquests.http.client import Client
 from aquests.http.url import URL
 from aquests.members import Member, is_db, normalize_ctype
@@ -42,6 +41,7 @@ from aquests.response import Response
 from ..http.errors import REASONS, BodyTooLarge, ClientDisconnected, HeaderError, error_page
 from ..loader import MountError
 from . import forwarding
+from .replay import ForwardBody, read_body
 
 log = logging.getLogger("skitai.server")
 
@@ -71,77 +71,6 @@ def options_of(config: Any) -> dict[str, Any]:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < least:
             raise MountError(f"reverse proxy setting {key} must be a number >= {least}, not {value!r}")
     return opts
-
-
-# ---------------------------------------------------------------- the request body
-
-class ForwardBody:
-    """The request body as members get it. It can be sent again while no byte beyond the buffered
-    ``prefix`` has been taken from the client (``replayable``)."""
-
-    __slots__ = ("prefix", "live", "length", "chunk", "tapped", "finished", "error", "active_at", "waiting")
-
-    def __init__(self, prefix: bytes, live: Any = None, length: int | None = None, chunk: int = 65536) -> None:
-        self.prefix = prefix
-        self.live = live              # the client's body still to read, or None when ``prefix`` is all
-        self.length = length          # the whole length when known (Content-Length), else chunked
-        self.chunk = chunk
-        self.tapped = False           # bytes were taken from ``live``: cannot be sent twice
-        self.finished = live is None
-        self.error: BaseException | None = None   # the client's side failed (too large, went away)
-        self.active_at = time.monotonic()         # the last time bytes moved (the watchdog's clock)
-        self.waiting = False          # waiting for the client's next bytes (a stall is the client's)
-
-    @property
-    def replayable(self) -> bool:
-        return not self.tapped
-
-    def for_client(self) -> ClientBody:
-        """A fresh aquests body for one attempt."""
-        self.active_at = time.monotonic()
-        if self.live is None:
-            return ClientBody(self.prefix)
-        return ClientBody(source=self._chunks(), length=self.length)
-
-    async def _chunks(self):
-        if self.prefix:
-            yield self.prefix
-        self.tapped = True
-        while True:
-            self.active_at = time.monotonic()
-            self.waiting = True
-            try:
-                data = await self.live.aread(self.chunk)
-            except Exception as exc:           # too large, gone away; a cancellation is not the client's
-                self.error = exc
-                raise
-            finally:
-                self.waiting = False
-            self.active_at = time.monotonic()
-            if not data:
-                self.finished = True
-                return
-            yield data
-
-
-async def read_body(request: Any, replay_limit: int, chunk: int) -> ForwardBody:
-    """Buffer a body up to ``replay_limit`` bytes; a longer one (or one announced longer) is streamed."""
-    body = request.body
-    if getattr(body, "complete", False) and not getattr(body, "received", 0):
-        return ForwardBody(b"")                      # no body, or an empty one
-    length = _content_length(request.headers.get("content-length"))
-    if length is not None and length > replay_limit:
-        return ForwardBody(b"", body, length, chunk)
-    prefix = await body.aread(replay_limit + 1)
-    if len(prefix) <= replay_limit:
-        return ForwardBody(prefix)
-    return ForwardBody(prefix, body, length, chunk)
-
-
-def _content_length(value: str | None) -> int | None:
-    if value and value.strip().isdigit():
-        return int(value.strip())
-    return None
 
 
 # ---------------------------------------------------------------- the handler
@@ -379,12 +308,12 @@ class ReverseProxy:
 def forward_args(req: Any, member_host: str, preserve_host: bool) -> dict[str, Any]:
     """``forwarding.request_headers`` keywords for ``req`` going to ``member_host`` (its ``host:port``).
 
-    HTTP/2 requests carry no Host header: their authority's host name stands in for it (without the port).
+    A request without a Host header (HTTP/2 may send only ``:authority``) uses its host name, without the port.
     """
     client_host = req.headers.get("host") or req.host
     return {"client_ip": req.client[0] if req.client else "", "scheme": req.scheme, "gtxnid": req.gtxnid,
             "ltxnid": req.ltxnid, "host": (client_host if preserve_host else "") or member_host,
-            "forwarded_host": client_host}
+            "forwarded_host": client_host, "version": req.version}
 
 
 def _printable(reason: str) -> str | None:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import time
 from email.utils import formatdate
 
-from skitai import __version__
+from skitai import NAME
 
-SERVER = f"Skitai/{__version__}"
+SERVER = NAME                   # "Skitai/1.0": the Server header is skitai.NAME (SK-18)
 SERVER_DATE: bytes = b""
 DATE: str = ""
 _last = -1

@@ -43,7 +43,7 @@ import httptools
 
 from . import accesslog, clock
 from .errors import BadRequest, BodyTooLarge, ClientDisconnected, error_page, status_line
-from .exchange import IDLE, STREAMING, H1Exchange
+from .exchange import DONE, IDLE, STREAMING, H1Exchange
 from .request import EMPTY_BODY, Body, Headers, Request, split_target
 
 if TYPE_CHECKING:
@@ -68,6 +68,7 @@ class H1Protocol(asyncio.Protocol):
     __slots__ = ("state", "loop", "config", "limits", "dispatch", "transport", "parser", "queue", "active",
                  "receiving", "write_paused", "closing", "peer_eof", "conn_no", "req_no", "client", "server",
                  "scheme", "stamp", "lingering", "_drain_waiters", "_paused", "_dispatching", "_fatal",
+                 "_fatal_request",
                  "_leftover", "_first", "_pre", "_in_head", "_head_bytes", "_url", "_hdrs", "_max_pipelined",
                  "__weakref__")
 
@@ -96,6 +97,7 @@ class H1Protocol(asyncio.Protocol):
         self._paused = 0
         self._dispatching = False
         self._fatal: tuple[int, str] | None = None
+        self._fatal_request: Request | None = None     # what the request log says about the bad request
         self._leftover: bytes | None = None            # bytes after an Upgrade request (parser stopped)
         self._first = True                             # no byte received yet (prior-knowledge check)
         self._pre = b""
@@ -388,6 +390,7 @@ class H1Protocol(asyncio.Protocol):
             self._pause(_PAUSE_BODY)
 
     def on_message_complete(self) -> None:
+        self._url = b""
         ex = self.receiving
         if ex is not None:
             self.receiving = None
@@ -517,6 +520,7 @@ class H1Protocol(asyncio.Protocol):
     # ---- errors and closing ----------------------------------------------------------------------
     def _reject(self, status: int, detail: str) -> None:
         """Bad input: stop parsing; answer ``status`` after the requests before it, then close."""
+        parser = self.parser
         self.parser = None
         self._in_head = False
         self._leftover = None
@@ -524,6 +528,8 @@ class H1Protocol(asyncio.Protocol):
         self.receiving = None
         exc = BodyTooLarge(detail) if status == 413 else BadRequest(status, detail)
         self._fatal = (status, detail)
+        if accesslog.enabled:
+            self._fatal_request = rec.request if rec is not None else self._bad_request(parser)
         if rec is not None:
             rec.request.body.fail(exc)
             if rec is self.active:
@@ -542,12 +548,34 @@ class H1Protocol(asyncio.Protocol):
         if self.active is None:
             self._next()
 
+    def _bad_request(self, parser) -> Request:
+        """A stand-in ``Request`` for the log line of input that never became a request ("-" where unknown)."""
+        method, version, target = "-", "-", self._url.decode("latin-1") or "-"
+        if self._url and parser is not None:
+            try:
+                method = parser.get_method().decode("latin-1")
+                version = parser.get_http_version()
+            except Exception:
+                pass
+            if version == "0.0":
+                version = "-"
+        hdrs = Headers([(n.decode("latin-1").lower(), v.decode("latin-1")) for n, v in self._hdrs[:64]])
+        req_no = self.req_no + 1
+        return Request(method, target[:1024], version, hdrs, self.scheme, "", self.client, self.server,
+                       EMPTY_BODY, _monotonic(), self.conn_no, req_no, False, "", target[:1024], "")
+
     def _send_fatal(self) -> None:
         status, detail = self._fatal or (400, "")
         self._fatal = None
         body = error_page(status, detail)
         head = status_line(status) + clock.SERVER_DATE + _CLOSE_HEADERS + b"Content-Length: %d\r\n\r\n" % len(body)
         self.transport.write(head + body)
+        request, self._fatal_request = self._fatal_request, None
+        if request is not None and accesslog.enabled:
+            ex = H1Exchange(self, request)
+            ex.status, ex.bytes_out, ex.state = status, len(head) + len(body), DONE
+            ex.t_respond = ex.t_done = _monotonic()
+            accesslog.log(ex)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s:%s rejected: %d %s", self.client[0], self.client[1], status, detail)
         self._linger()

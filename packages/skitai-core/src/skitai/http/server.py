@@ -25,6 +25,7 @@ from .h1 import H1Protocol
 
 log = logging.getLogger("skitai.server")
 
+TLS_CLOSE_GRACE = 1.0     # seconds an idle TLS connection gets to finish its close at stop before an abort
 ProtocolFactory = Callable[[], asyncio.BaseProtocol]
 Dispatch = Callable[[Any], Awaitable[None] | None]
 
@@ -93,18 +94,18 @@ class Server:
         self.aserver.close()
         for conn in list(self.state.connections):
             conn.closing = True
-            if conn.active is None and conn.transport is not None:
-                conn.transport.close()
+            _close_idle(conn)
 
     async def wait_closed(self, timeout: float = 10.0) -> None:
         """Wait for busy connections to finish (at most ``timeout`` seconds), then cut the rest."""
         self.close()
         loop = self.state.loop
-        deadline = loop.time() + timeout
+        started = loop.time()
+        deadline = started + timeout
         while self.state.connections and loop.time() < deadline:
+            abort_tls = loop.time() - started > TLS_CLOSE_GRACE
             for conn in list(self.state.connections):
-                if conn.active is None and conn.transport is not None:
-                    conn.transport.close()
+                _close_idle(conn, abort_tls)
             await asyncio.sleep(0.02)
         for conn in list(self.state.connections):
             if conn.transport is not None:
@@ -119,6 +120,18 @@ class Server:
 
     async def __aexit__(self, *exc) -> None:
         await self.wait_closed()
+
+
+def _close_idle(conn: H1Protocol, abort_tls: bool = False) -> None:
+    """Close a connection that is between requests. A TLS close waits for the client's close_notify, which
+    an idle client may never send: with ``abort_tls`` (after a grace period) such a connection is aborted."""
+    t = conn.transport
+    if conn.active is not None or t is None:
+        return
+    if abort_tls and conn.scheme == "https" and t.is_closing():
+        t.abort()
+    else:
+        t.close()
 
 
 async def serve(config: Config, dispatch: Dispatch, *, sock: socket.socket | None = None,

@@ -198,8 +198,9 @@ class WsVerb(_Modes):
               timeout: float = 10, **_: Any) -> Task:
         cluster, path, mode = self._target(mode, uri)
         ident = make_ident(cluster.name if cluster else None, path, "ws", "WS", message)
-        return self._task(mode, cluster, lambda m: aws.connect(m.url(path), message, timeout=timeout),
-                          lambda: aws.connect(path, message, timeout=timeout),
+        opts = {"timeout": timeout, "verify": self.was.wasc.client.verify}    # wss: the same trust as https
+        return self._task(mode, cluster, lambda m: aws.connect(m.url(path), message, **opts),
+                          lambda: aws.connect(path, message, **opts),
                           ident=ident, use_cache=use_cache, callback=callback, url=uri)
 
 
