@@ -3,6 +3,7 @@
     .venv/bin/python examples/was/app.py --port 5000
     curl http://127.0.0.1:5000/             # five 200 ms calls answered in about 200 ms
     open http://127.0.0.1:5000/status       # clusters, members' health, counters
+    curl -i http://127.0.0.1:5000/old       # was.redirect: 302 to /
 
 The "backend" is this same server (``/api/slow``), reached through the cluster ``@self``.
 """
@@ -24,6 +25,8 @@ def port() -> int:
 
 def app(env, start_response):
     path = env["PATH_INFO"]
+    if path == "/old":
+        return was.redirect("/", start_response=start_response)
     if path == "/api/slow":
         time.sleep(0.2)
         body = json.dumps({"n": env.get("QUERY_STRING", "")})

@@ -37,7 +37,7 @@ def test_http2_constreams_is_streams_per_connection(h2c):
     got = []
     aquests.configure(workers=6, callback=got.append, http2=True, http2_constreams=2)
     for _ in range(6):
-        aquests.get(f"{h2c}/hold", params={"s": 0.4})
+        aquests.get(f"{h2c}/hold", params={"s": 1.0})  # long enough for all six to overlap
     aquests.fetchall()
     assert [r.version for r in got] == ["2"] * 6
     ports = [r.data["client_port"] for r in got]

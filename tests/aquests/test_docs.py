@@ -10,7 +10,6 @@ import sys
 import types
 from pathlib import Path
 
-import pytest
 
 import aquests
 from aquests import aio, codes
@@ -94,6 +93,22 @@ EXPECT = {  # what some examples print
 }
 
 
+# runs every block in one interpreter (fresh globals each), capturing what each one prints
+DRIVER = """
+import contextlib, io, json, sys, traceback
+out = []
+for i, code in enumerate(json.loads(sys.stdin.read())):
+    o, e = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(o), contextlib.redirect_stderr(e):
+        try:
+            exec(compile(code, f"<README block {i}>", "exec"), {"__name__": "__main__"})
+        except BaseException:
+            traceback.print_exc()
+    out.append({"stdout": o.getvalue(), "stderr": e.getvalue()})
+print(json.dumps(out))
+"""
+
+
 def _blocks() -> list[tuple[str, str]]:
     return BLOCK.findall(README.read_text())
 
@@ -102,15 +117,24 @@ def test_some_examples_are_marked():
     assert {kind for kind, _ in _blocks()} == {"http", "ws", "rpc", "none"}
 
 
-@pytest.mark.parametrize("index", range(len(_blocks())))
-def test_readme_example_runs(index):
-    kind, code = _blocks()[index]
-    with _server_for(kind) as base:
-        if base:
-            code = code.replace("ws://127.0.0.1:8080", base).replace("http://127.0.0.1:8080", base)
-        proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
-    for want in EXPECT.get(kind, []):
-        assert want in proc.stdout, proc.stdout
-    if "aquests.add(" in code:
-        assert "2 2 {'via': 'add', 'req_id': 1}" in proc.stdout and proc.stdout.rstrip().endswith("2 2")
+def test_readme_examples_run():
+    blocks = _blocks()
+    with contextlib.ExitStack() as stack:
+        bases = {kind: stack.enter_context(_server_for(kind)) for kind in {k for k, _ in blocks}}
+        codes_ = []
+        for kind, code in blocks:
+            if bases[kind]:
+                code = code.replace("ws://127.0.0.1:8080", bases[kind]).replace("http://127.0.0.1:8080", bases[kind])
+            codes_.append(code)
+        proc = subprocess.run([sys.executable, "-c", DRIVER], input=json.dumps(codes_), cwd=ROOT,
+                              capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads(proc.stdout)
+    assert len(results) == len(blocks)
+    for (kind, code), res in zip(blocks, results):
+        where = f"README block starting {code.splitlines()[0:3]}"
+        assert "Traceback" not in res["stderr"], f"{where}:\n{res['stderr']}"
+        for want in EXPECT.get(kind, []):
+            assert want in res["stdout"], f"{where}: {want!r} not in {res['stdout']!r}"
+        if "aquests.add(" in code:
+            assert "2 2 {'via': 'add', 'req_id': 1}" in res["stdout"] and res["stdout"].rstrip().endswith("2 2")

@@ -107,6 +107,10 @@ def base(backends, rpc_server, ws_url, tmp_path_factory):
         out = {"same": task.getwait(5) is first, "status": first.status, "node": first.node,
                "ok_reraise": first.reraise() is first, "lb_node": was.get("@one/r").getwait(5).node}
         several = task.getswait(5)
+        try:
+            was.get(u + "/cb", callback=lambda r: None).getwait(5)    # its result goes to the callback only
+        except RuntimeError as exc:
+            out["callback_wait"] = str(exc)
         out["getswait_single"] = [len(several), several.status]
         # HTTP errors are answers: status 3, and reraise lets them through (SK-53)
         r500 = was.get(u + "/e?status=500").getwait(5, reraise=True)
@@ -243,6 +247,7 @@ def test_results_status_node_reraise_and_repeated_waits(base, backends):
     assert d["node"] is None                      # a direct call has no cluster member
     assert d["lb_node"] == f"127.0.0.1:{backends[0].port}"
     assert d["getswait_single"] == [1, [3]]
+    assert "callback" in d["callback_wait"]
     assert d["http500"] == [3, 500]
     assert d["refused"] == [2, 732]
     assert d["bad_scheme"] == [2, 731, True]

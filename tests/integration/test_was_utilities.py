@@ -130,9 +130,10 @@ def test_start_hook_register_ajob_and_cleanup(tmp_path):
 
 
 SCRIPT = """
-import os, skitai
+import os, uuid, skitai
 from skitai import was
-from skitai.services import binding
+
+BOOT = uuid.uuid4().hex          # a new one each time the script starts
 
 def app(env, start_response):
     path = env["PATH_INFO"]
@@ -141,7 +142,7 @@ def app(env, start_response):
     elif path == "/restart" and not os.environ.get("RESTARTED"):
         os.environ["RESTARTED"] = "1"
         was.restart()
-    body = f"{os.getpid()} {os.environ.get('RESTARTED', '0')}".encode()
+    body = f"{os.getpid()} {os.environ.get('RESTARTED', '0')} {BOOT}".encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
 
@@ -164,17 +165,19 @@ def test_restart_runs_the_app_again_in_the_same_process(tmp_path):
     script = tmp_path / "app.py"
     script.write_text(textwrap.dedent(SCRIPT))
     with app_process(script, cwd=tmp_path) as proc:
-        pid, flag = requests.get(proc.url + "/restart", timeout=10).text.split()
+        pid, flag, boot = requests.get(proc.url + "/restart", timeout=10).text.split()
         assert flag == "1"
         deadline = time.monotonic() + 20
-        answer = None
-        while time.monotonic() < deadline:
+        answer = ["", "", boot]
+        while time.monotonic() < deadline:        # the old server may answer while it drains: wait for the new one
             try:
-                answer = requests.get(proc.url + "/", timeout=2).text
-                break
-            except requests.ConnectionError:
-                time.sleep(0.1)
-        assert answer == f"{pid} 1"              # same pid (exec), new server, environment kept
+                answer = requests.get(proc.url + "/", timeout=2).text.split()
+                if answer[2] != boot:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        assert answer[:2] == [pid, "1"] and answer[2] != boot     # same pid (exec), new server, environment kept
         assert requests.get(proc.url + "/shutdown", timeout=10).status_code == 200
         assert proc.popen.wait(15) == 0
 
@@ -183,7 +186,9 @@ def test_the_was_example_app():
     with app_process("examples/was/app.py") as proc:
         d = requests.get(proc.url + "/", timeout=10).json()
         page = requests.get(proc.url + "/status", timeout=10).text
+        moved = requests.get(proc.url + "/old", allow_redirects=False, timeout=10)
     assert d["status"] == [3] * 5 and d["elapsed"] < 0.8 and d["txnid"].endswith("/1000")
+    assert moved.status_code == 302 and moved.headers["Location"] == "/"
     assert "@self" in page and "1/1 alive" in page
 
 
@@ -192,17 +197,23 @@ import skitai
 
 
 class App:
+    called = b"0"
+
     def start(self, wasc, point):
         task = wasc.get("http://127.0.0.1:1/")
         try:
             task.getwait(1)
         except RuntimeError as exc:
             print("HOOK-ERROR", exc, flush=True)
-        wasc.get("http://127.0.0.1:1/", callback=lambda r: print("HOOK-CALLBACK", r.status, r.status_code, flush=True))
+        wasc.get("http://127.0.0.1:1/", callback=self.done)
+
+    def done(self, r):
+        print("HOOK-CALLBACK", r.status, r.status_code, flush=True)
+        self.called = b"1"
 
     def __call__(self, env, start_response):
-        start_response("200 OK", [("Content-Length", "2")])
-        return [b"ok"]
+        start_response("200 OK", [("Content-Length", "1")])
+        return [self.called]
 
 
 skitai.mount("/", App())
@@ -215,8 +226,9 @@ def test_start_hook_calls_run_once_serving_starts(tmp_path):
     script = tmp_path / "hooked.py"
     script.write_text(HOOK_SCRIPT)
     with app_process(script, cwd=tmp_path) as proc:
-        assert requests.get(proc.url + "/", timeout=10).text == "ok"
-        time.sleep(0.3)
+        deadline = time.monotonic() + 10
+        while requests.get(proc.url + "/", timeout=10).text != "1" and time.monotonic() < deadline:
+            time.sleep(0.05)                     # serving already; the callback comes once its call fails
         out = proc.output()
     assert "HOOK-ERROR the server's event loop is not running yet" in out
     assert "HOOK-CALLBACK 2 732" in out
@@ -237,7 +249,9 @@ def test_redirect_and_render_ei_from_a_plain_wsgi_app():
             return reply(env, start_response)
         errors = {}
         for what, bad in (("status", lambda: was.redirect("/x", status="200 OK")),
-                          ("crlf", lambda: was.redirect("/x\r\nSet-Cookie: a=1"))):
+                          ("crlf", lambda: was.redirect("/x\r\nSet-Cookie: a=1")),
+                          ("no_exception", lambda: was.render_ei()),
+                          ("format", lambda: was.render_ei((KeyError, KeyError("k"), None), 7))):
             try:
                 bad()
             except ValueError as exc:
@@ -268,6 +282,7 @@ def test_redirect_and_render_ei_from_a_plain_wsgi_app():
     assert moved.headers["X-Why"] == "moved" and moved.headers["Cache-Control"] == "no-store"
     assert moved.headers["Location"] == "http://example.com/new"
     assert "3xx" in d["errors"]["status"] and "line breaks" in d["errors"]["crlf"]
+    assert "needs an exception" in d["errors"]["no_exception"] and "not 7" in d["errors"]["format"]
     assert d["text"].startswith("Traceback") and "KeyError: '<missing>'" in d["text"]
     assert "<h3>KeyError</h3>" in d["html"] and "&lt;missing&gt;" in d["html"] and "<missing>" not in d["html"]
     assert d["frames"][-1][0].endswith("test_was_utilities.py") and d["frames"][-1][1] == "app"

@@ -25,6 +25,7 @@ def test_options():
     (["--port", "70000"], "out of range"),
     (["--workers", "0"], "out of range"),
     (["--what"], "unknown argument"),
+    (["-f", "start"], "foreground"),
 ])
 def test_bad_command_lines(argv, words):
     with pytest.raises(cli.UsageError, match=words):

@@ -63,6 +63,18 @@ def test_run_mount_forms(fresh, form, expected):
     assert points(fresh) == expected
 
 
+def test_run_mount_file_and_appname_pairs(fresh, tmp_path):
+    """'Building for Larger App': mount=[('/service', ('/service/app', 'app')), ('/', '/service/static')]."""
+    (tmp_path / "service" / "static").mkdir(parents=True)
+    (tmp_path / "service" / "app.py").write_text("def app(e, s):\n    return []\nother = app\n")
+    launch.apply_run(mount=[("/service", (str(tmp_path / "service" / "app"), "app")),
+                            ("/other", ("service/app.py", "other")), ("/", str(tmp_path / "service" / "static"))])
+    assert [(m.point, m.target, m.appname) for m in fresh.mounts] == [
+        ("/service", str(tmp_path / "service" / "app.py"), "app"),
+        ("/other", str(tmp_path / "service" / "app.py"), "other"),
+        ("/", str(tmp_path / "service" / "static") + os.sep, "app")]
+
+
 def test_run_mount_tuple_with_pref(fresh):
     p = skitai.pref(debug=True)
     launch.apply_run(mount=[("/", app, p)])
@@ -101,6 +113,12 @@ def test_alias_rules(fresh):
         skitai.alias("@bad", "ftp", ["a"])
     with pytest.raises(ValueError):
         skitai.alias("@empty", "http", [])
+
+
+def test_run_defaults_are_the_specs(fresh):
+    c = launch.apply_run()
+    assert (c.address, c.port, c.threads, c.workers, c.logpath, c.verbose) == ("0.0.0.0", 5000, 4, 1, None, False)
+    assert (c.limits.keep_alive, c.limits.network_timeout, c.rcache_objmax) == (30, 30, 100)
 
 
 def test_run_settings_take_precedence(fresh):

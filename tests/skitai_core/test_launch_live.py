@@ -241,3 +241,30 @@ def test_every_run_keyword_of_the_spec_starts_a_server(tmp_path):
     with app_process(script, cwd=tmp_path) as app:
         assert json.loads(get(app, "/api/").text) == {"multithread": False, "point": "/api"}
     assert (tmp_path / "logs" / "server.log").exists() and (tmp_path / "var").is_dir()
+
+
+def test_larger_app_layout_of_the_spec(tmp_path):
+    """'Mount Multiple Microservices': run(mount=[('/service', ('<dir>/app', 'app')), ..., ('/', static)])."""
+    service = tmp_path / "service"
+    for sub in ("", "trade", "admin"):
+        write(service / sub / "app.py", HELLO % (sub or "service"))
+    write(service / "static" / "css" / "site.css", "body {}\n")
+    script = tmp_path / "larger.py"
+    write(script, f"""
+        import skitai
+
+        if __name__ == "__main__":
+            S = {str(service)!r}
+            skitai.run(address="127.0.0.1", varpath=skitai.joinpath("var"), mount=[
+                ("/service", (S + "/app", "app")),
+                ("/service/trade", (S + "/trade/app", "app")),
+                ("/service/admin", (S + "/admin/app", "app")),
+                ("/", S + "/static"),
+            ])
+        """)
+    with app_process(script, cwd=tmp_path) as app:
+        assert get(app, "/service/x").text == "service /service|/x"
+        assert get(app, "/service/trade/").text == "trade /service/trade|/"
+        assert get(app, "/service/admin/y").text == "admin /service/admin|/y"
+        assert get(app, "/service/tradex").text == "service /service|/tradex"
+        assert get(app, "/css/site.css").text == "body {}\n"

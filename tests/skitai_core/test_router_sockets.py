@@ -87,7 +87,7 @@ def test_unknown_host_without_default_is_404(tmp_path):
         assert data.startswith(b"HTTP/1.1 404 ")
 
 
-def test_proxy_mount_without_the_proxy_module_is_502(server):
+def test_proxy_mount_to_a_dead_cluster_is_a_gateway_error(server):
     assert get(server + "/lb/x").status_code in (502, 503, 504)
 
 

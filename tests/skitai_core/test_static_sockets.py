@@ -47,6 +47,7 @@ def server(site):
     handler = StaticHandler(str(site), "/", MaxAges({"/": 300, "/js": 0, "/images": 3600}), None)
     with ServerThread(dispatch=handler) as srv:
         yield srv
+    handler.close()
 
 
 def raw(server, data: bytes, timeout: float = 5.0) -> bytes:

@@ -419,3 +419,35 @@ def test_iterable_longer_than_its_content_length_is_cut(threads):
         data = raw_request(srv.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         head, _, body = data.partition(b"\r\n\r\n")
         assert head.endswith(b"Content-Length: 10") and body == b"x" * 10
+
+
+def test_a_small_finished_answer_crosses_to_the_loop_in_one_hop(monkeypatch):
+    """The worker hands a whole small answer to the loop in ONE call (head and body together); a stream
+    takes several. Observed by counting what workers post to the loop, over a real request."""
+    from skitai.wsgi.threadpool import LoopInbox
+
+    posts = []
+    real_post = LoopInbox.post
+
+    def counting_post(self, fn, *args):
+        posts.append(getattr(fn, "__name__", repr(fn)))
+        return real_post(self, fn, *args)
+
+    monkeypatch.setattr(LoopInbox, "post", counting_post)
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        if environ["PATH_INFO"] == "/stream":
+            return (b"x" * 40_000 for _ in range(4))
+        if environ["PATH_INFO"] == "/two":
+            return [b"a", "b"]
+        return [b"small"]
+
+    with ServerThread(app=app, threads=2) as srv, requests.Session() as s:
+        for path, body in (("/", b"small"), ("/two", b"ab")):
+            posts.clear()
+            assert s.get(srv.url + path, timeout=10).content == body
+            assert posts == ["_l_respond"], (path, posts)
+        posts.clear()
+        assert len(s.get(srv.url + "/stream", timeout=10).content) == 160_000
+        assert posts[0] == "_l_start" and posts.count("_l_send") >= 4 and "_l_end" in posts

@@ -178,7 +178,11 @@ def render(runs: dict) -> str:
               "`aquests` 0.30.2 distribution does not import on Python 3.11 (its `rs4` dependency either uses "
               "`collections.Iterable`, gone since 3.10, or no longer has `rs4.strutil`), so \"original "
               "aquests\" below is the one inside skitai 0.57.", ""]
-    lines += ["## Targets", ""] + evaluate(tables) + [""]
+    lines += ["## Targets", "",
+              "A target passes when the ratio is met with no errors. Each verdict comes from the run below on a "
+              "2-core machine shared with other work (see each row's `load`): ratios near the line can flip "
+              "between runs; re-measure on a quiet machine before trusting them.", ""]
+    lines += evaluate(tables) + [""]
     for group in GROUPS:
         run = runs.get(group)
         if not run:

@@ -5,6 +5,7 @@
     python app.py stop | -s                                       stop the daemon
     python app.py restart | -r                                    stop, then start
     python app.py status                                          print running / stopped
+    python app.py -f                                              serve, restarted whenever it dies
 
 ``-v`` echoes file logs to the console. The port also comes from ``SKITAI_PORT`` (the command line wins
 over the environment, which wins over ``run(port=...)``); ``SKITAI_ADDRESS`` likewise for the address.
@@ -19,11 +20,12 @@ from dataclasses import dataclass
 from .config import Config
 from .loader import MountError
 
-USAGE = """usage: python app.py [start|stop|restart|status] [-d|-s|-r] [-v] [--port N] [--address A] [--workers N]
+USAGE = """usage: python app.py [start|stop|restart|status] [-d|-s|-r] [-v] [-f] [--port N] [--address A] [--workers N]
   (no command)  serve in the foreground
   start, -d     run as a daemon            stop, -s   stop the daemon
   restart, -r   stop then start            status     print whether the daemon runs
   -v            echo logs to the console as well as to the log files
+  -f            run under a supervisor that starts the app again when it dies (foreground)
   --port N      listen on port N (or SKITAI_PORT=N); --address A (or SKITAI_ADDRESS=A); --workers N"""
 
 COMMANDS = {"start": "start", "-d": "start", "stop": "stop", "-s": "stop", "restart": "restart",
@@ -43,6 +45,7 @@ class Options:
     address: str | None = None
     workers: int | None = None
     help: bool = False
+    failsafe: bool = False
 
 
 def parse(argv: list[str]) -> Options:
@@ -57,6 +60,8 @@ def parse(argv: list[str]) -> Options:
             opts.command = COMMANDS[arg]
         elif arg == "-v":
             opts.verbose = True
+        elif arg == "-f":
+            opts.failsafe = True
         elif arg in ("-h", "--help"):
             opts.help = True
         elif name in OPTIONS:
@@ -69,6 +74,8 @@ def parse(argv: list[str]) -> Options:
             raise UsageError(f"unknown argument {arg!r}")
     if opts.verbose and opts.command in ("start", "restart"):
         raise UsageError("-v cannot go with start/restart: a daemon has no console")
+    if opts.failsafe and opts.command:
+        raise UsageError(f"-f runs the app in the foreground: it cannot go with {opts.command}")
     return opts
 
 
@@ -114,6 +121,9 @@ def main(config: Config, argv: list[str]) -> int:
     if opts.help:
         print(USAGE)
         return 0
+    if opts.failsafe:
+        from . import failsafe
+        return failsafe.supervise(argv)
     apply(config, opts)
     config.varpath = config.varpath or paths.default_varpath()
     pidfile = pidfile_of(config)

@@ -234,8 +234,9 @@ RUN_ALIASES = {"cachefs_dir": ("cachefs", "path"), "cachefs_memmax": ("cachefs",
 def mounts_of(value: Any) -> list[tuple]:
     """Every ``run(mount=...)`` form as a list of argument tuples for ``mount()``.
 
-    ``("/", app)``, ``("/", app, "appname")``, ``("/", app, pref)``, ``("/", app, "appname", pref)``, a list
-    of those, or ``{"/admin": app}`` (a value may itself be a tuple of the remaining arguments).
+    ``("/", app)``, ``("/", app, "appname")``, ``("/", app, pref)``, ``("/", app, "appname", pref)``,
+    ``("/service", ("/service/app", "app"))`` (a file and its appname), a list of those, or
+    ``{"/admin": app}`` (a value may itself be a tuple of the remaining arguments).
     """
     if isinstance(value, dict):
         return [(point,) + (t if isinstance(t, tuple) and not _is_export(t) else (t,)) for point, t in value.items()]
@@ -255,6 +256,9 @@ def _is_export(t: tuple) -> bool:
 
 def mount_tuple(args: tuple) -> None:
     point, target, *rest = args
+    if isinstance(target, tuple) and len(target) == 2 and all(isinstance(t, str) for t in target):
+        target, name = target            # the spec's ('/service', ('/service/app', 'app')): file and appname
+        rest = [name, *rest]
     appname, pref_ = "app", None
     for r in rest:
         if isinstance(r, str):

@@ -3,7 +3,8 @@
 Construction (the router does this for every static mount)::
 
     StaticHandler(root, mount_point, max_ages, config=None, *, index_files=("index.html", "index.htm"),
-                  cache_max_file=256 KiB, cache_max_bytes=32 MiB, cache_max_entries=4096, revalidate=1.0)
+                  cache_max_file=256 KiB, cache_max_bytes=32 MiB, cache_max_entries=4096, cache_max_open=64,
+                  revalidate=1.0)
 
 - ``root``: the directory (must exist); ``mount_point``: the URL point, e.g. ``"/"`` or ``"/v1"``;
   ``max_ages``: a ``MaxAges`` (or the ``config.max_ages`` dict), matched against the decoded URL path.
@@ -19,8 +20,9 @@ Answers: GET and HEAD only (405 with ``Allow`` otherwise); 400 for a path that c
 ``fspath``); 404 for anything else not found, hidden or outside the root; 301 from a directory to its
 slash form (query kept); no directory listings. Validators, Range and max-age: see ``conditional``,
 ``ranges`` and ``maxage``. A resolved path is re-checked with ``os.stat`` at most every ``revalidate``
-seconds (0: on every request); files that are not kept in memory are opened and ``fstat``-ed per request,
-so what is sent always matches the headers.
+seconds (0: on every request). Files not kept in memory stay open (up to ``cache_max_open``, see
+``sharedfile``) or are opened per request, and are ``fstat``-ed per request, so what is sent always matches
+the headers.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ from . import conditional, fspath, ranges
 from .contenttype import content_type
 from .filecache import Entry, FileCache
 from .maxage import MaxAges
+from .sharedfile import SharedFile
 
 ALLOW = "GET, HEAD"
 DEFAULTS: dict[str, Any] = {
@@ -42,6 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "cache_max_file": 256 * 1024,      # files up to this size are kept in memory ...
     "cache_max_bytes": 32 * 1024 * 1024,   # ... while all kept contents stay under this
     "cache_max_entries": 4096,         # resolved paths remembered (with or without content)
+    "cache_max_open": 64,              # larger files kept open between requests (descriptors)
     "revalidate": 1.0,                 # seconds between os.stat checks of a remembered path
 }
 _monotonic = time.monotonic
@@ -50,17 +54,22 @@ _REDIRECT = object()      # a directory without its slash, holding an index file
 _BARE_DIR = object()      # a directory without its slash and without an index file (still redirected)
 
 
-def _open_regular(real: str) -> tuple[IO[bytes], os.stat_result]:
-    """Open a regular file for reading, with its ``fstat``; O_NONBLOCK keeps a FIFO swapped in from blocking."""
+def _open_fd(real: str) -> tuple[int, os.stat_result]:
+    """Open a regular file read-only, with its ``fstat``; O_NONBLOCK keeps a FIFO swapped in from blocking."""
     fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise IsADirectoryError(real)
-        return os.fdopen(fd, "rb", buffering=0), st
     except BaseException:
         os.close(fd)
         raise
+    return fd, st
+
+
+def _open_regular(real: str) -> tuple[IO[bytes], os.stat_result]:
+    fd, st = _open_fd(real)
+    return os.fdopen(fd, "rb", buffering=0), st
 
 
 def _page(status: int, headers: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], bytes]:
@@ -89,11 +98,15 @@ class StaticHandler:
         if self.revalidate < 0:
             raise ValueError("revalidate must be 0 or more seconds")
         self.cache = FileCache(int(merged["cache_max_entries"]), int(merged["cache_max_bytes"]),
-                               int(merged["cache_max_file"]))
+                               int(merged["cache_max_file"]), int(merged["cache_max_open"]))
         self._expires: dict[int, tuple[int, str]] = {}
 
     def __repr__(self) -> str:
         return f"<StaticHandler {self.mount_point} -> {self.root}>"
+
+    def close(self) -> None:
+        """Forget every remembered file and close the kept descriptors (sends in flight finish first)."""
+        self.cache.clear()
 
     # -- lookup ------------------------------------------------------------------------------------------
 
@@ -171,14 +184,23 @@ class StaticHandler:
         return None
 
     def _load(self, real: str, ctype: str, cache_control: str | None, now: float) -> Entry | None:
-        """Build an entry from the file itself, reading its content when it is small enough to keep."""
+        """Build an entry from the file itself: its content when small enough to keep, else maybe its
+        descriptor, kept open for the requests to come."""
+        body = shared = None
         try:
-            f, st = _open_regular(real)
-            with f:
-                body = f.read() if self.cache.keeps(st.st_size) else None
+            fd, st = _open_fd(real)
+            if self.cache.keeps(st.st_size):
+                with os.fdopen(fd, "rb", buffering=0) as f:
+                    body = f.read()
+            elif self.cache.may_open():
+                shared = SharedFile(fd)
+            else:
+                os.close(fd)
         except OSError:
             return None
-        return self._entry(real, st, ctype, cache_control, body, now)
+        entry = self._entry(real, st, ctype, cache_control, body, now)
+        entry.shared = shared
+        return entry
 
     @staticmethod
     def _entry(real: str, st: os.stat_result, ctype: str, cache_control: str | None,
@@ -225,14 +247,18 @@ class StaticHandler:
         if entry.body is not None:
             return self._answer(exchange, entry, None)
         try:
-            f, st = _open_regular(entry.real)
+            if entry.shared is not None:
+                st = os.fstat(entry.shared.fd)
+                f = entry.shared.view()
+            else:
+                f, st = _open_regular(entry.real)
         except OSError:
             self.cache.discard(path)
             exchange.error(404)
             return None
         try:
             if not entry.same_file(st):         # changed since the last check: describe what is open now
-                entry = self._entry(entry.real, st, entry.ctype, entry.cache_control, None, time.monotonic())
+                entry = self._entry(entry.real, st, entry.ctype, entry.cache_control, None, now)
                 self.cache.put(path, entry)
             coro = self._answer(exchange, entry, f)
         except BaseException:

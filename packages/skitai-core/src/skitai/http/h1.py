@@ -9,7 +9,7 @@ must be exactly ``chunked`` and only on 1.1, ``Host`` required once on 1.1, size
 (414), headers (431) and body (413, also while a chunked body streams), unknown ``Expect`` (417). llhttp
 already rejects CL+TE, duplicate or malformed Content-Length, bad chunk sizes, bare CR/LF, obs-fold and
 control characters. After a 4xx for bad input the answer carries ``Connection: close``, reading stops and the
-socket is closed once the client has had a moment to read it.
+socket is closed once the client has had a moment to read it; the request log gets a line with that status.
 
 Timeouts (checked by the server's once-a-second ``tick``): ``Limits.keep_alive`` while idle between
 requests, ``Limits.network_timeout`` while a request is being received (408 if its head is incomplete) or

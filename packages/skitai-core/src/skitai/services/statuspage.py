@@ -9,7 +9,7 @@ body{font:14px/1.5 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;color:
 header{background:#1f3a5f;color:#fff;padding:14px 28px}header h1{margin:0;font-size:20px}
 header small{opacity:.75}main{padding:18px 28px}
 .cards{display:flex;flex-wrap:wrap;gap:12px;margin-bottom:18px}
-.card{background:#fff;border-radius:8px;box-shadow:0 1px 3px rgba(0,0,0,.12);padding:10px 16px;min-width:120px}
+.card{background:#fff;border-radius:8px;box-shadow:0 1px 3px rgba(0,0,0,.12);padding:10px 14px;min-width:96px;flex:1}
 .card b{display:block;font-size:22px}.card span{color:#5a6473;font-size:12px;text-transform:uppercase}
 section{background:#fff;border-radius:8px;box-shadow:0 1px 3px rgba(0,0,0,.12);padding:12px 18px;margin-bottom:16px}
 h2{font-size:15px;margin:0 0 8px}h3{font-size:14px;margin:12px 0 6px}
