@@ -115,3 +115,15 @@ def test_truncated_in_place(site):
         f.truncate(300_000)
     ex = call(h, "/big.bin")
     assert ex.body == BIG[:300_000] and ex.header("content-length") == "300000"
+
+
+def test_idle_files_get_closed(site):
+    h = StaticHandler(str(site), "/", None, None)
+    call(h, "/big.bin")
+    shared = h.cache.get("/big.bin").shared
+    fd = shared.fd
+    h.cache.get("/big.bin").checked -= 120          # not requested for two minutes
+    h._swept -= 60
+    assert call(h, "/small.bin").status == 200      # any lookup may sweep
+    assert not is_open(fd) and h.cache.get("/big.bin") is None and h.cache.nopen == 0
+    assert call(h, "/big.bin").body == BIG          # and the file simply opens again

@@ -77,6 +77,14 @@ class FileCache:
         if key in self._items:
             self._drop(key)
 
+    def close_idle(self, before: float) -> int:
+        """Forget large files kept open but not checked since ``before`` (their disk space may be a deleted
+        file's); returns how many were closed."""
+        idle = [k for k, e in self._items.items() if e.shared is not None and e.checked < before]
+        for key in idle:
+            self._drop(key)
+        return len(idle)
+
     def clear(self) -> None:
         while self._items:
             self._drop(next(iter(self._items)))

@@ -48,6 +48,8 @@ DEFAULTS: dict[str, Any] = {
     "cache_max_open": 64,              # larger files kept open between requests (descriptors)
     "revalidate": 1.0,                 # seconds between os.stat checks of a remembered path
 }
+IDLE_OPEN = 60.0      # a large file kept open but not requested for this long gets closed ...
+IDLE_SWEEP = 10.0     # ... by a sweep at most this often, run from a lookup
 _monotonic = time.monotonic
 _CONDITIONAL = frozenset({"if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "range"})
 _REDIRECT = object()      # a directory without its slash, holding an index file
@@ -100,6 +102,7 @@ class StaticHandler:
         self.cache = FileCache(int(merged["cache_max_entries"]), int(merged["cache_max_bytes"]),
                                int(merged["cache_max_file"]), int(merged["cache_max_open"]))
         self._expires: dict[int, tuple[int, str]] = {}
+        self._swept = time.monotonic()
 
     def __repr__(self) -> str:
         return f"<StaticHandler {self.mount_point} -> {self.root}>"
@@ -126,6 +129,10 @@ class StaticHandler:
         entry = self.cache.get(path)
         if entry is not None and now - entry.checked < self.revalidate:
             return entry
+        if now - self._swept > IDLE_SWEEP and self.cache.nopen:
+            self._swept = now
+            self.cache.close_idle(now - IDLE_OPEN)
+            entry = self.cache.get(path)
         found = self._resolve(path)
         if type(found) is not tuple:
             if entry is not None:
