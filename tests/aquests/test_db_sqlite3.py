@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 import time
 
@@ -60,24 +61,23 @@ async def test_transaction_is_atomic(dbpath):
 
 async def test_slow_query_does_not_block_the_loop(dbpath):
     db = aquests.aio.sqlite3(dbpath)
-    ticks = 0
-    stop = asyncio.Event()
-
-    async def ticker():
-        nonlocal ticks
-        while not stop.is_set():
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    task = asyncio.create_task(ticker())
-    t0 = time.monotonic()
-    r = await db.execute(SLOW.format(n=600_000))
-    elapsed = time.monotonic() - t0
-    stop.set()
-    await task
+    r = await db.execute(SLOW.format(n=600_000))          # real work in the worker thread
     assert r.data[0].n == 600_000
-    assert elapsed > 0.05
-    assert ticks >= elapsed / 0.01 * 0.3  # the loop kept ticking while SQLite worked
+    # a query kept waiting (another connection holds the file's lock) must leave the loop free: it keeps
+    # ticking while the query is in flight, however loaded the machine is
+    holder = sqlite3.connect(dbpath, isolation_level=None)
+    holder.execute("CREATE TABLE t (x INT)")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        pending = asyncio.ensure_future(db.execute("SELECT count(*) AS n FROM t"))
+        for _ in range(5):
+            await asyncio.sleep(0.01)
+            assert not pending.done()
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    r = await pending
+    assert r.ok and r.data[0].n == 0
 
 
 async def test_concurrent_use_of_several_files(tmp_path):
@@ -124,11 +124,20 @@ def test_fetchall_path(dbpath):
 
 async def test_queue_limit_per_database(dbpath, monkeypatch):
     monkeypatch.setattr(sq, "MAX_QUEUED", 2)
-    db = aquests.aio.sqlite3(dbpath)
-    slow = [asyncio.ensure_future(db.execute(SLOW.format(n=200_000))) for _ in range(3)]
-    await asyncio.sleep(0)
-    over = await db.execute("SELECT 1")
-    assert over.status_code == codes.REQUEST_FAILED and "waiting" in over.reason
-    done = await asyncio.gather(*slow)
+    # another connection holds the file's exclusive lock, so the worker's first job waits on it and the
+    # queue stays full for as long as the test needs, whatever the machine's load
+    holder = sqlite3.connect(dbpath, isolation_level=None)
+    holder.execute("CREATE TABLE t (x INT)")
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        db = aquests.aio.sqlite3(dbpath)
+        held = [asyncio.ensure_future(db.execute("SELECT count(*) AS n FROM t")) for _ in range(3)]
+        await asyncio.sleep(0)
+        over = await db.execute("SELECT 1")
+        assert over.status_code == codes.REQUEST_FAILED and "waiting" in over.reason
+    finally:
+        holder.execute("COMMIT")
+        holder.close()
+    done = await asyncio.gather(*held)
     assert sum(r.ok for r in done) >= 2  # the ones that found room ran
     assert {r.status_code for r in done} <= {200, codes.REQUEST_FAILED}

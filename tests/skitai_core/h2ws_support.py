@@ -30,6 +30,7 @@ class H2Client:
             conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
             conn.initiate_connection()
         self.conn = conn
+        self.peer_closed = False
         if settings:
             self.conn.update_settings(settings)
         self.flush()
@@ -41,8 +42,12 @@ class H2Client:
 
     def flush(self) -> None:
         data = self.conn.data_to_send()
-        if data:
-            self.sock.sendall(data)
+        if data and not self.peer_closed:
+            try:
+                self.sock.sendall(data)
+            except (BrokenPipeError, ConnectionResetError):
+                # the server may close right after its GOAWAY; what it sent is still read and checked
+                self.peer_closed = True
 
     def request(self, path: str, method: str = "GET", body: bytes = b"", headers=(), end=True) -> int:
         sid = self.conn.get_next_available_stream_id()

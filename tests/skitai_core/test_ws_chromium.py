@@ -1,4 +1,5 @@
-"""The spec's chat page in headless Chromium: two tabs in one WS_GROUPCHAT room exchange messages.
+"""The spec's chat page (``examples/websocket``, run as ``python app.py``) in headless Chromium: two tabs in one
+WS_GROUPCHAT room exchange messages.
 
 Driven over the Chrome DevTools protocol with the ``websockets`` client; skipped when no chromium is installed.
 """
@@ -8,6 +9,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -16,43 +18,11 @@ import urllib.request
 import pytest
 import websockets.sync.client as wsc
 
-import skitai
+from tests.support.apps import app_process
 from tests.support.net import free_port
-from tests.support.server import ServerThread
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
-
-PAGE = """<!DOCTYPE html><html><body>
-<ul id="display"></ul><input id="mymsg" type="text"><button id="send" onclick="talk();">Submit</button>
-<script>
-var name = new URLSearchParams(location.search).get("name");
-var websocket = new WebSocket("ws://" + location.host + "/websocket/chat?room_id=1");
-websocket.onopen = function (evt) { log_info("CONNECTED"); };
-websocket.onclose = function (evt) { log_info("DISCONNECTED"); };
-websocket.onmessage = function (evt) { log_info(evt.data); };
-websocket.onerror = function (evt) { log_info("ERROR"); };
-function doSend(message) { websocket.send(message); }
-function talk() { var box = document.getElementById("mymsg"); doSend(name + ": " + box.value); box.value = ""; }
-function log_info(message) {
-  var li = document.createElement("li"); li.textContent = message;
-  document.getElementById("display").appendChild(li);
-}
-</script></body></html>"""
-
-
-def app(environ, start_response):
-    if environ["PATH_INFO"] == "/":
-        start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
-        return [PAGE.encode()]
-    event = environ.get("websocket.event")
-    if event == skitai.WS_EVT_INIT:
-        environ["websocket.config"] = (skitai.WS_GROUPCHAT, 60, ("message", "room_id"))
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    if event:
-        return []
-    return [environ["websocket.message"].encode()]
-
 
 class CDP:
     """The few DevTools calls the test needs, over the browser's websocket endpoint."""
@@ -99,7 +69,7 @@ def test_two_tabs_chat():
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
          f"--user-data-dir={profile}", f"--remote-debugging-port={port}", "about:blank"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         def version():
             try:
@@ -109,24 +79,52 @@ def test_two_tabs_chat():
                 return None
         info = wait_for(version, 20)
         assert info, "chromium did not open its DevTools port"
-        with ServerThread(app=app, threads=4) as srv:
+        with app_process("examples/websocket/app.py") as srv:
             cdp = CDP(info["webSocketDebuggerUrl"])
             lines = "Array.from(document.querySelectorAll('#display li')).map(e => e.textContent)"
+
+            def said(tab, text):
+                return any(line.endswith(" Said: " + text) for line in cdp.js(tab, lines) or [])
+
             alice = cdp.tab(f"http://127.0.0.1:{srv.port}/?name=alice")
             bob = cdp.tab(f"http://127.0.0.1:{srv.port}/?name=bob")
             for tab in (alice, bob):
                 assert wait_for(lambda t=tab: "CONNECTED" in (cdp.js(t, lines) or []))
             cdp.js(alice, "document.getElementById('mymsg').value = 'hello bob'; talk();")
-            assert wait_for(lambda: "alice: hello bob" in (cdp.js(bob, lines) or []))
+            assert wait_for(lambda: said(bob, "alice: hello bob"))
             cdp.js(bob, "document.getElementById('mymsg').value = 'hi alice'; talk();")
-            assert wait_for(lambda: "bob: hi alice" in (cdp.js(alice, lines) or []))
-            assert "alice: hello bob" in cdp.js(alice, lines)      # the sender sees the broadcast too
+            assert wait_for(lambda: said(alice, "bob: hi alice"))
+            assert said(alice, "alice: hello bob")              # the sender sees the broadcast too
             cdp.ws.close()
     finally:
-        proc.terminate()
+        stop_browser(proc)
+        remove_tree(profile)
+        assert not os.path.exists(profile)
+
+
+def stop_browser(proc: subprocess.Popen) -> None:
+    """End Chromium and its helper processes (its own session), so none writes into the profile later."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            pass
         try:
             proc.wait(5)
         except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(profile, ignore_errors=True)
-        assert not os.path.exists(profile)
+            continue
+        if sig == signal.SIGTERM:
+            try:                                  # reap stragglers of the group the parent left behind
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return
+
+
+def remove_tree(path: str, timeout: float = 10.0) -> None:
+    """rmtree until the directory is gone: an exiting child may still create files in it for a moment."""
+    deadline = time.monotonic() + timeout
+    while os.path.exists(path) and time.monotonic() < deadline:
+        shutil.rmtree(path, ignore_errors=True)
+        if os.path.exists(path):
+            time.sleep(0.05)

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
-from harness import RESULTS, ROOT
+from harness import MAIN_PY, OLD_PY, PEER_PY, RESULTS, ROOT
 
 GROUPS = ["http1", "static", "client", "db", "h2", "ws", "was"]
 
@@ -52,6 +54,39 @@ results**, and not comparable in absolute terms (other hardware, other load); co
   hypercorn 2.6k. WebSocket echo: the `websockets` server 12.4k msg/s for 1 sequential client and 64k for
   50 clients; uvicorn 12.6k and 51k.
 """
+
+
+PEER_DISTS = ["waitress", "gunicorn", "uvicorn", "uvloop", "httptools", "hypercorn", "aiohttp", "httpx",
+              "asyncpg", "redis", "websockets", "requests"]
+
+
+def _dist_versions(python: Path, names: list[str]) -> str:
+    code = ("import importlib.metadata as m, sys\n"
+            "for n in sys.argv[1:]:\n"
+            "    try: print(n, m.version(n))\n"
+            "    except Exception: pass")
+    try:
+        out = subprocess.run([python, "-c", code, *names], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return ", ".join(out.split("\n")[:-1]) or "unknown"
+
+
+def _tool_version(argv: list[str]) -> str:
+    if not shutil.which(argv[0]):
+        return f"{argv[0]} missing"
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=10)
+    text = (done.stdout + done.stderr).strip().splitlines()
+    return text[0] if text else argv[0]
+
+
+def versions() -> list[str]:
+    """What was measured, by version (read now, from the venvs the runs used)."""
+    return [f"- Peers (`.peers/peers`): {_dist_versions(PEER_PY, PEER_DISTS)}",
+            f"- Original (`.peers/skitai057`): {_dist_versions(OLD_PY, ['skitai', 'rs4'])}",
+            f"- Ours (`.venv`): {_dist_versions(MAIN_PY, ['skitai', 'aquests', 'h2', 'httptools', 'uvloop'])}",
+            f"- Tools: {_tool_version(['nginx', '-v'])}; {_tool_version(['wrk', '-v'])}; "
+            f"{_tool_version(['h2load', '--version'])}"]
 
 
 def load() -> dict[str, dict]:
@@ -164,7 +199,7 @@ def render(runs: dict) -> str:
                   "skitai's master process does not serve); only 127.0.0.1 traffic.",
                   "- This machine is shared with other work; the `load` note is the 1-minute load average just "
                   "before a row was measured. Short client runs are best of 3 (interference only slows a run).",
-                  ""]
+                  *versions(), ""]
     lines += ["## How to reproduce", "",
               "```",
               "tools/bench/run.sh                 # setup.sh, then every group, then this report",

@@ -66,6 +66,19 @@ class H2Exchange(BaseExchange):
     # -- answers --------------------------------------------------------------------------------
     def respond(self, status: int, headers: list[tuple[str, str]], body: bytes = b"",
                 reason: str | None = None) -> None:
+        if self.state == IDLE and not self.closed and not self.head_only and self.trailers is None \
+                and status >= 200:
+            block = h2_headers(status, headers, len(body))
+            self.state = STREAMING
+            if self.proto.send_whole(self, block, body):      # one step for a whole small answer
+                self.status = status
+                self.t_respond = self.t_done = time.monotonic()
+                self.bytes_out = len(body)
+                self.state = DONE
+                if accesslog.enabled:
+                    accesslog.log(self, "PUSH" if self.pushed else None)
+                return
+            self.state = IDLE
         self.start(status, headers, reason, len(body))
         self.end(body)
 

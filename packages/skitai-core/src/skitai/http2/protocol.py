@@ -11,18 +11,20 @@ import asyncio
 import functools
 import itertools
 import logging
+import struct
 import time
 import weakref
 from collections.abc import Callable
 from typing import Any
 
 from h2.config import H2Configuration
-from h2.connection import H2Connection
+from h2.connection import ConnectionInputs, H2Connection
 from h2.errors import ErrorCodes
 from h2.events import (ConnectionTerminated, DataReceived, RemoteSettingsChanged, RequestReceived,
                        StreamEnded, StreamReset, TrailersReceived, WindowUpdated)
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes, Settings
+from h2.stream import StreamInputs
 from hpack import Encoder
 from hyperframe.frame import GoAwayFrame
 
@@ -50,6 +52,46 @@ class _Connection(H2Connection):
     @property
     def open_inbound_streams(self) -> int:
         return min(super().open_inbound_streams, self.local_settings.max_concurrent_streams - 1)
+
+    def send_whole(self, stream_id: int, headers: list[tuple[str, str]], body: bytes) -> bool:
+        """A whole small answer (final status, body within the windows and one frame): HEADERS and DATA
+        with END_STREAM go straight to the output buffer, through h2's own state machines, windows and
+        HPACK encoder. h2's general path (a frame object per frame, header re-encoding, debug logging)
+        costs more than the rest of a small request. False, with nothing done, when it does not fit."""
+        stream = self.streams.get(stream_id)
+        n = len(body)
+        if stream is None or n > self.max_outbound_frame_size or n > self.outbound_flow_control_window \
+                or n > stream.outbound_flow_control_window:
+            return False
+        self.state_machine.process_input(ConnectionInputs.SEND_HEADERS)
+        machine = stream.state_machine
+        machine.process_input(StreamInputs.SEND_HEADERS)    # raises (nothing encoded) on a closed stream
+        block = self.encoder.encode(headers)
+        if n:
+            self.state_machine.process_input(ConnectionInputs.SEND_DATA)
+            machine.process_input(StreamInputs.SEND_DATA)
+        machine.process_input(StreamInputs.SEND_END_STREAM)
+        size = self.max_outbound_frame_size
+        out = self._data_to_send
+        first, rest = block[:size], block[size:]
+        out += _frame_head(len(first), 0x1, (0x0 if rest else _END_HEADERS) | (0x0 if n else _END_STREAM),
+                           stream_id) + first
+        while rest:
+            part, rest = rest[:size], rest[size:]
+            out += _frame_head(len(part), 0x9, 0x0 if rest else _END_HEADERS, stream_id) + part
+        if n:
+            out += _frame_head(n, 0x0, _END_STREAM, stream_id) + body
+            stream.outbound_flow_control_window -= n
+            self.outbound_flow_control_window -= n
+        return True
+
+
+_HEAD = struct.Struct(">HBBBL")          # a frame header: 24-bit length, type, flags, stream id
+_END_STREAM, _END_HEADERS = 0x1, 0x4
+
+
+def _frame_head(length: int, ftype: int, flags: int, stream_id: int) -> bytes:
+    return _HEAD.pack(length >> 8, length & 0xFF, ftype, flags, stream_id)
 
 
 def goaway_all() -> None:
@@ -298,6 +340,17 @@ class H2Protocol(asyncio.Protocol):
             ex.closed = True
             return
         self._flush_soon()
+
+    def send_whole(self, ex: H2Exchange, headers: list[tuple[str, str]], body: bytes) -> bool:
+        """``respond()``'s fast path (see ``_Connection.send_whole``); False: use start()/end()."""
+        try:
+            if not self.conn.send_whole(ex.stream_id, headers, body):
+                return False
+        except ProtocolError:
+            ex.closed = True                 # the client reset the stream meanwhile
+        self.stream_done(ex)
+        self._flush_soon()
+        return True
 
     def pump(self, ex: H2Exchange, flush: bool = True) -> None:
         if not ex.closed:
