@@ -150,15 +150,17 @@ async def test_every_member_down(client):
 async def test_dead_member_is_retried_after_backoff(client):
     port = refused_port()
     with http_server("steady") as steady:
-        c = Cluster("bo", "http", [f"127.0.0.1:{port} 100", f"127.0.0.1:{port_of(steady)} 1"], backoff=0.4)
+        c = Cluster("bo", "http", [f"127.0.0.1:{port} 100", f"127.0.0.1:{port_of(steady)} 1"], backoff=1.0)
         while not c.status()["members"][0]["failures"]:
+            marked = time.monotonic()                 # the failure (and its back-off) starts after this
             assert (await c.call(getter(client))).status_code == 200
-        marked = time.monotonic()
         with http_server("back", port) as back:
-            while time.monotonic() - marked < 0.3:   # still inside the back-off: never chosen
+            while time.monotonic() - marked < 0.5:   # well inside the 1 s back-off: never chosen
                 assert (await c.call(getter(client))).text == "steady"
             assert back.hits == 0
-            await asyncio.sleep(0.15)
+            deadline = time.monotonic() + 5
+            while c.status()["members"][0]["dead"] and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
             texts = [(await c.call(getter(client))).text for _ in range(20)]
             assert "back" in texts and back.hits > 0
             st = c.status()["members"][0]

@@ -104,7 +104,9 @@ async def test_timeout_interrupts_and_the_database_stays_usable(dbpath):
 async def test_idle_worker_exits(tmp_path):
     db = sq.SQLite3(str(tmp_path / "idle.db"), idle_timeout=0.1)
     assert (await db.execute("SELECT 1")).ok
-    await asyncio.sleep(0.4)
+    deadline = time.monotonic() + 10
+    while any(t.name == "aquests-sqlite3:idle.db" for t in threading.enumerate()) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
     assert not any(t.name == "aquests-sqlite3:idle.db" for t in threading.enumerate())
     assert (await db.execute("SELECT 2 AS two")).data[0].two == 2  # a new worker starts on demand
     sq.stop_all()

@@ -165,6 +165,6 @@ async def test_timeout_on_a_reused_connection():
         t0 = asyncio.get_running_loop().time()
         r = await s.get(url)  # same keep-alive connection: the pool's deadline timer fires
         assert r.status_code == codes.TIMEOUT
-        assert 0.25 < asyncio.get_running_loop().time() - t0 < 1.0
+        assert 0.25 < asyncio.get_running_loop().time() - t0 < 2.0   # before the server's 2 s hang ends
         assert s.client.pools.count() == 0
         assert (await s.get(url)).status_code == 200

@@ -91,7 +91,7 @@ def test_a_slow_member_is_504_and_http_errors_are_not_failures():
         f.cluster().revive(address(member))
         err = requests.get(f.url + "/search/e?status=503", timeout=5)
         status = f.cluster().status()["members"][0]
-    assert slow.status_code == 504 and "0.3 s" in slow.text and elapsed < 0.7
+    assert slow.status_code == 504 and "0.3 s" in slow.text and elapsed < 0.8      # before the member answers
     assert err.status_code == 503 and err.json()["path"] == "/e"        # the member's own 503, passed on
     assert not status["dead"] and status["fails"] == 0
 
@@ -150,11 +150,12 @@ def _upload(port: int, pieces: list[bytes], gap: float, length: int) -> bytes:
 
 
 def test_streamed_upload_has_an_idle_timeout_not_a_total_one():
-    with backends(1) as (member,), front([address(member)], timeout=0.4, replay_limit=0) as f:
-        steady = _upload(f.port, [b"x" * 100] * 6, 0.15, 600)          # 0.9 s in all, never 0.4 s idle
+    # gaps far below the timeout (a loaded machine may stretch them), a total well above it
+    with backends(1) as (member,), front([address(member)], timeout=0.8, replay_limit=0) as f:
+        steady = _upload(f.port, [b"x" * 100] * 8, 0.15, 800)          # 1.2 s in all, never 0.8 s idle
         stalled = _upload(f.port, [b"y" * 10], 0.0, 1000)               # 10 of 1000 bytes, then nothing
         status = f.cluster().status()["members"][0]
-    assert steady.startswith(b"HTTP/1.1 200 ") and b'"size": 600' in steady
+    assert steady.startswith(b"HTTP/1.1 200 ") and b'"size": 800' in steady, steady[:300]
     assert stalled.startswith(b"HTTP/1.1 408 ")
     assert not status["dead"] and status["failures"] == 0 and status["inflight"] == 0
 

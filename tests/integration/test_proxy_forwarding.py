@@ -198,9 +198,11 @@ def test_slow_client_holds_the_member_back_and_leaving_frees_it():
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
             s.sendall(b"GET /search/big?n=500000000 HTTP/1.1\r\nHost: x\r\n\r\n")
             assert s.recv(65536).startswith(b"HTTP/1.1 200")
-            time.sleep(0.5)                              # the client reads nothing more
-            first = member.progress["big"]
-            time.sleep(0.3)
+            # the client reads nothing more: the member's progress must come to a halt, far below the 500 MB
+            deadline, first = time.monotonic() + 15, -1
+            while member.progress["big"] != first and time.monotonic() < deadline:
+                first = member.progress["big"]
+                time.sleep(0.3)
             assert member.progress["big"] == first < 64 * 1024 * 1024   # back-pressure reached the member
         cluster = f.cluster()
         for _ in range(100):

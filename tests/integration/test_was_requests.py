@@ -155,27 +155,27 @@ def base(backends, rpc_server, ws_url, tmp_path_factory):
 
 def test_five_calls_before_the_first_wait_run_concurrently(base):
     started = time.monotonic()
-    data = get_json(base + "/fan?delay=0.2")
+    data = get_json(base + "/fan?delay=0.4")
     took = time.monotonic() - started
     assert data["status"] == [3] * 5
     assert len(set(data["ports"])) == 5
-    assert data["issued"] < 0.1                   # each call returns at once
-    assert 0.19 <= data["elapsed"] < 0.7          # about 200 ms, clearly below the serial 1 s
-    assert took < 1.0
+    assert data["issued"] < 0.2                   # each call returns at once, long before its 0.4 s answer
+    assert 0.39 <= data["elapsed"] < 1.2          # about 400 ms, clearly below the serial 2 s
+    assert took < 2.0
 
 
 def test_fan_out_from_several_requests_at_once(base):
     out: list = []
 
     def one() -> None:
-        out.append(get_json(base + "/fan?delay=0.2")["elapsed"])
+        out.append(get_json(base + "/fan?delay=0.4")["elapsed"])
 
     threads = [threading.Thread(target=one) for _ in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(10)
-    assert len(out) == 4 and max(out) < 0.9       # 4 worker threads × 5 calls, all overlapping (serial: 1 s each)
+    assert len(out) == 4 and max(out) < 1.6       # 4 worker threads × 5 calls, all overlapping (serial: 2 s each)
 
 
 def test_every_verb_sends_its_method_body_and_headers(base):
@@ -215,7 +215,7 @@ def test_wait_timeout_gives_status_1_and_drops_the_call():
         with front(routed({"/t": lambda env: _timeout_once(env, slow.url)})) as url:
             d = get_json(url + "/t")
             assert (d["status"], d["code"]) == (1, 730)
-            assert 0.25 <= d["elapsed"] < 1.0 and d["again_same"]
+            assert 0.25 <= d["elapsed"] < 1.2 and d["again_same"]     # before the backend's 1.2 s answer
             # nothing is left running: the front dropped its connection, so the backend has none open
             deadline = time.monotonic() + 3
             while slow.server.state.connections and time.monotonic() < deadline:
@@ -235,7 +235,7 @@ def test_wait_timeout_counts_from_the_call_not_from_the_wait(base, backends):
     # the call is 1.2 s old when the wait starts: a 1 s timeout has already passed, so the wait returns at once
     d = get_json(f"{base}/timeout?url={backends[1].url}&delay=3&pause=1.2&wait=1")
     assert (d["status"], d["code"]) == (1, 730) and d["again_same"]
-    assert d["wait_took"] < 0.5                   # counted from the wait it would take 1 s
+    assert d["wait_took"] < 1.0                   # counted from the wait it would take 1 s
     # a call that finished meanwhile is a normal result even though its timeout has passed too
     done = get_json(f"{base}/timeout?url={backends[1].url}&delay=0.05&pause=0.5&wait=0.2")
     assert (done["status"], done["code"]) == (3, 200) and done["wait_took"] < 0.5

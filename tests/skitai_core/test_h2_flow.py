@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import h2.events
 import h2.settings
@@ -74,8 +75,10 @@ def test_reset_stops_the_producer():
             c.read(timeout=0.3)
             c.conn.reset_stream(sid)
             c.flush()
-            c.read(timeout=0.3)
-            s.call(asyncio.sleep, 0.05)
+            deadline = time.monotonic() + 5
+            while not done.get("stopped") and time.monotonic() < deadline:
+                c.read(timeout=0.1)
+                s.call(asyncio.sleep, 0.01)
             assert done.get("stopped")
             assert c.response(c.request("/x"), timeout=0.5) is not None
         finally:
