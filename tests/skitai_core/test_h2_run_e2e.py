@@ -12,6 +12,7 @@ from flask import Flask, request
 import skitai
 from skitai import runner
 from skitai.config import Config, Mount
+from tests.skitai_core.h2ws_support import H2Client
 
 app = Flask(__name__)
 
@@ -78,3 +79,22 @@ def test_static_files_over_h2_with_range(tmp_path):
         r = cl.get(base, headers={"Range": "bytes=10-19"})
         assert r.status_code == 206 and r.content == data[10:20]
         assert cl.head(base).headers["content-length"] == str(len(data))
+
+
+def test_many_streams_mixing_apps_and_static_files_on_one_connection(tmp_path):
+    static = tmp_path / "static"
+    static.mkdir()
+    blob = bytes(range(256)) * 400                           # 100 KB: several DATA frames per stream
+    (static / "blob.bin").write_bytes(blob)
+    config = Config(address="127.0.0.1", port=0, workdir=str(tmp_path),
+                    mounts=[Mount("/static", str(static)), Mount("/", app)])
+    with runner.Running(config) as server:
+        c = H2Client(server.port)
+        try:
+            sids = {c.request("/static/blob.bin" if i % 2 else "/hello"): i % 2 for i in range(40)}
+            for sid, is_file in sids.items():
+                headers, body = c.response(sid, timeout=20)
+                assert headers[":status"] == "200"
+                assert body == (blob if is_file else b"http HTTP/2")
+        finally:
+            c.close()

@@ -34,9 +34,12 @@ def srv():
 
 
 def close_code(ws) -> int | None:
+    """The code of the server's close frame (None: the TCP connection ended without one)."""
+    got = []
     with pytest.raises(ConnectionClosed):
         for _ in range(5):
-            ws.recv(timeout=10)
+            got.append(ws.recv(timeout=10))
+    assert not got, f"messages before the close: {got!r}"
     return ws.protocol.close_rcvd.code if ws.protocol.close_rcvd else None
 
 
