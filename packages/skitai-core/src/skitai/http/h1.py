@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -649,6 +650,7 @@ class H1Protocol(asyncio.Protocol):
         if fd is None:
             await self._copyfile(file, offset, count)
             return
+        _grow_send_buffer(sock, count)
         # Only write with os.sendfile while the transport's buffer is empty (ordering); when the kernel
         # buffer is full, push one small chunk through the transport and wait until it has drained.
         t.set_write_buffer_limits(high=0, low=0)
@@ -692,3 +694,17 @@ class H1Protocol(asyncio.Protocol):
             count -= len(chunk)
             self.transport.write(chunk)
             await self.drain()
+
+
+SENDFILE_BUFFER_MAX = 4 * 1024 * 1024
+
+
+def _grow_send_buffer(sock, count: int) -> None:
+    """Let one ``os.sendfile`` call hand a large file to the kernel, instead of many small turns of the loop
+    spent waiting for the default send buffer to drain; bounded by ``SENDFILE_BUFFER_MAX``."""
+    try:
+        want = min(count, SENDFILE_BUFFER_MAX)
+        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) < want:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, want)
+    except OSError:
+        pass
