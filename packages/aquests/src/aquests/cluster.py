@@ -14,7 +14,7 @@ import asyncio
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from . import codes
@@ -168,19 +168,28 @@ class Cluster:
         self.report(member, not failed, getattr(resp, "reason", "") if failed else "")
         return resp
 
+    def candidates(self, attempts: int | None = None) -> Iterator[Member]:
+        """Members to try in turn for one request: each chosen as ``choose`` does, none twice.
+
+        Each yielded member counts as in flight until ``release``; at most ``attempts`` are yielded
+        (default: every member once).
+        """
+        tried: set[str] = set()
+        for _ in range(attempts or max(1, len(self._members))):
+            member = self.choose(tried)
+            if member is None:
+                return
+            tried.add(member.address)
+            yield member
+
     async def call(self, do: Do, *, attempts: int | None = None) -> Any:
         """Send through one member; on a connection-level failure try another (SK-43).
 
         At most ``attempts`` members are tried (default: every member once). The last failure is
         returned when all fail; a cluster with no usable member gives a 731 response.
         """
-        tried: set[str] = set()
         last = None
-        for _ in range(attempts or max(1, len(self._members))):
-            member = self.choose(tried)
-            if member is None:
-                break
-            tried.add(member.address)
+        for member in self.candidates(attempts):
             last = await self._one(do, member)
             if not is_connection_failure(last):
                 return last

@@ -168,14 +168,9 @@ class ReverseProxy:
         """Try members until one answers at the HTTP level (its member is still counted in flight)."""
         req = exchange.request
         target = forwarding.member_target(self.point, req.path, req.query)
-        tried: set[str] = set()
         last: Response | None = None
         all_dead = True
-        for _ in range(max(1, len(cluster))):
-            member = cluster.choose(tried)
-            if member is None:
-                break
-            tried.add(member.address)
+        for member in cluster.candidates():
             was_dead = member.fails > 0
             try:
                 resp = await self.attempt(member, req, target, body)

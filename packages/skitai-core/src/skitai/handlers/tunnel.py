@@ -109,14 +109,9 @@ async def tunnel(proxy: Any, exchange: Any, cluster: Cluster) -> None:
     """Answer an ``Upgrade`` request to ``proxy``'s cluster (see the module doc)."""
     req = exchange.request
     target = forwarding.member_target(proxy.point, req.path, req.query)
-    tried: set[str] = set()
     failure: tuple[int, str] | None = None
     all_dead = True
-    for _ in range(max(1, len(cluster))):
-        member = cluster.choose(tried)
-        if member is None:
-            break
-        tried.add(member.address)
+    for member in cluster.candidates():
         was_dead = member.fails > 0
         writer = None
         try:

@@ -227,14 +227,20 @@ class H1Exchange(BaseExchange):
         return first + clock.SERVER_DATE + block + b"\r\n"
 
     # ---- whole answers ---------------------------------------------------------------------------
-    def respond(self, status: int, headers: list[tuple[str, str]], body: bytes = b"",
-                reason: str | None = None) -> None:
+    def _claim(self) -> bool:
+        """May an answer start now? False (quietly) once the client is gone; an answer twice is a bug."""
         if self.state != IDLE:
             if self.closed:
-                return
+                return False
             raise RuntimeError("the answer has already started")
         if self.closed:
             self.state = DONE
+            return False
+        return True
+
+    def respond(self, status: int, headers: list[tuple[str, str]], body: bytes = b"",
+                reason: str | None = None) -> None:
+        if not self._claim():
             return
         head = self._render(status, headers, reason, len(body))
         self.state = DONE
@@ -254,12 +260,7 @@ class H1Exchange(BaseExchange):
 
     # ---- streams ---------------------------------------------------------------------------------
     def start(self, status: int, headers: list[tuple[str, str]], reason: str | None = None) -> None:
-        if self.state != IDLE:
-            if self.closed:
-                return
-            raise RuntimeError("the answer has already started")
-        if self.closed:
-            self.state = DONE
+        if not self._claim():
             return
         self._head = self._render(status, headers, reason, -1)
         self.state = STREAMING
