@@ -34,15 +34,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import httptools
 
-from . import accesslog, clock
+from . import accesslog, clock, sendfile
 from .errors import BadRequest, BodyTooLarge, ClientDisconnected, error_page, status_line
 from .exchange import DONE, IDLE, STREAMING, H1Exchange
 from .request import EMPTY_BODY, Body, Headers, Request, split_target
@@ -637,74 +635,5 @@ class H1Protocol(asyncio.Protocol):
 
     # ---- zero-copy files -------------------------------------------------------------------------
     async def sendfile(self, file, offset: int, count: int) -> None:
-        """Write ``count`` bytes of ``file`` from ``offset``; ``os.sendfile`` on plain TCP sockets."""
-        t = self.transport
-        fd = None
-        if self.scheme == "http" and hasattr(os, "sendfile"):
-            try:
-                infd = file.fileno()
-                sock = t.get_extra_info("socket")
-                fd = sock.fileno() if sock is not None else None
-            except (AttributeError, OSError, ValueError):
-                fd = None
-        if fd is None:
-            await self._copyfile(file, offset, count)
-            return
-        _grow_send_buffer(sock, count)
-        # Only write with os.sendfile while the transport's buffer is empty (ordering); when the kernel
-        # buffer is full, push one small chunk through the transport and wait until it has drained.
-        t.set_write_buffer_limits(high=0, low=0)
-        try:
-            while count > 0:
-                if t.is_closing():
-                    raise ClientDisconnected("the client went away")
-                if t.get_write_buffer_size() == 0:
-                    try:
-                        n = os.sendfile(fd, infd, offset, count)
-                    except BlockingIOError:
-                        n = -1
-                    except OSError as exc:
-                        t.abort()   # sendfile bypassed the transport, which must learn the peer is gone
-                        raise ClientDisconnected(str(exc)) from exc
-                    if n == 0:
-                        raise EOFError("file shorter than the announced length")
-                    if n > 0:
-                        offset += n
-                        count -= n
-                        continue
-                chunk = os.pread(infd, min(count, 16384), offset)
-                if not chunk:
-                    raise EOFError("file shorter than the announced length")
-                t.write(chunk)
-                offset += len(chunk)
-                count -= len(chunk)
-                await self.drain()
-        finally:
-            if not t.is_closing():
-                t.set_write_buffer_limits(high=self.limits.write_buffer_high)
-
-    async def _copyfile(self, file, offset: int, count: int) -> None:
-        file.seek(offset)
-        while count > 0:
-            if self.transport.is_closing():
-                raise ClientDisconnected("the client went away")
-            chunk = file.read(min(count, 65536))
-            if not chunk:
-                raise EOFError("file shorter than the announced length")
-            count -= len(chunk)
-            self.transport.write(chunk)
-            await self.drain()
-
-
-SENDFILE_BUFFER_MAX = 4 * 1024 * 1024
-
-
-def _grow_send_buffer(sock, count: int) -> None:
-    """Let one ``os.sendfile`` call hand a large file to the kernel, instead of many small turns of the loop
-    spent waiting for the default send buffer to drain; bounded by ``SENDFILE_BUFFER_MAX``."""
-    try:
-        want = min(count, SENDFILE_BUFFER_MAX)
-        if sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) < want:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, want)
-    except OSError:
-        pass
+        """Write ``count`` bytes of ``file`` from ``offset``; see ``skitai.http.sendfile``."""
+        await sendfile.send(self, file, offset, count)
