@@ -85,9 +85,10 @@ def xmlrpc_route():
     return ""
 
 
-@pytest.fixture(scope="module")
-def srv():
-    with ServerThread(app=app, threads=8) as s:
+@pytest.fixture(scope="module", params=[8, 0], ids=["threads=8", "threads=0"])
+def srv(request):
+    """Every design with a worker pool and on the loop (threads=0: handlers run inline, no queue)."""
+    with ServerThread(app=app, threads=request.param) as s:
         yield s
 
 

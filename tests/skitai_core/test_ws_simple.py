@@ -171,3 +171,75 @@ def test_threads_zero_runs_on_the_loop():
         for i in range(5):
             ws.send(f"q{i}")
         assert [ws.recv(timeout=10) for _ in range(5)] == [f"q{i}" for i in range(5)]
+
+
+@pytest.mark.parametrize("message", ["a b&c=d+e%f", "héllo wörld ✓", "~._-AZaz09", "?/#[]@!$'()*,;", ""])
+def test_message_reaches_request_args_unchanged(srv, message):
+    """The message travels percent-encoded in QUERY_STRING: Flask's request.args gets it back exactly."""
+    with wsc.connect(f"ws://127.0.0.1:{srv.port}/websocket/echo") as ws:
+        ws.recv(timeout=10)
+        ws.send(message)
+        assert ws.recv(timeout=10) == "ECHO:" + message
+
+
+def test_form_quote_is_quote_plus():
+    from urllib.parse import quote_plus
+
+    from skitai.websocket.wsgi import form_quote
+    rnd = random.Random(5)
+    samples = ["", "plain", "a b", "+%&=", "ü€𝄞", "\x00\x7f"] + \
+        ["".join(chr(rnd.randrange(0, 0x2FF)) for _ in range(rnd.randrange(30))) for _ in range(300)]
+    for text in samples:
+        assert form_quote(text) == quote_plus(text)
+        raw = text.encode("utf-8")
+        assert form_quote(raw) == quote_plus(raw)
+    assert form_quote(bytes(range(256))) == quote_plus(bytes(range(256)))
+
+
+def test_threads_zero_handler_error_keeps_the_connection():
+    def app(environ, start_response):
+        event = environ.get("websocket.event")
+        if event == skitai.WS_EVT_INIT:
+            environ["websocket.config"] = (skitai.WS_SIMPLE, 60, ("m",))
+        if event is None and environ["websocket.message"] == "boom":
+            raise RuntimeError("the app failed")
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [] if event is not None else [environ["websocket.message"].encode()]
+
+    with ServerThread(app=app, threads=0) as s, wsc.connect(f"ws://127.0.0.1:{s.port}/") as ws:
+        ws.send("boom")
+        ws.send("still here")
+        assert ws.recv(timeout=10) == "still here"
+
+
+def test_reply_type_follows_the_answer():
+    """One bytes item: text frame for text types (and no type), binary otherwise; str items are text."""
+    def app(environ, start_response):
+        event = environ.get("websocket.event")
+        if event == skitai.WS_EVT_INIT:
+            environ["websocket.config"] = (skitai.WS_SIMPLE, 60, ("m",))
+        if event is not None:
+            start_response("200 OK", [])
+            return []
+        kind = environ["websocket.message"]
+        headers = {"json": [("Content-Type", "application/json")], "none": [],
+                   "bin": [("content-type", "image/png")]}.get(kind, [("Content-Type", "text/plain")])
+        start_response("200 OK", headers)
+        if kind == "str":
+            return ["s", "tr"]
+        if kind == "parts":
+            return [b"pa", "rts"]
+        if kind == "empty":
+            return [b""]
+        return [b'{"a": 1}' if kind == "json" else kind.encode()]
+
+    for threads in (0, 2):
+        with ServerThread(app=app, threads=threads) as s, wsc.connect(f"ws://127.0.0.1:{s.port}/") as ws:
+            for kind, want in [("json", '{"a": 1}'), ("none", "none"), ("bin", b"bin"), ("str", "str"),
+                               ("parts", "parts"), ("empty", None), ("text", "text")]:
+                ws.send(kind)
+                if want is None:
+                    with pytest.raises(TimeoutError):
+                        ws.recv(timeout=0.3)
+                else:
+                    assert ws.recv(timeout=10) == want

@@ -1,7 +1,9 @@
 """Issue 5: WebSocket echo, 1 client doing sequential round trips and 50 clients at once.
 
 Servers: the `websockets` library's own server, uvicorn (ASGI echo), skitai (WSGI echo through the
-websocket environ protocol). One lean client (clients/ws_client.py) for all; ratio to `websockets`.
+websocket environ protocol) with threads=0 (the app on the loop, like-for-like with the other two; the
+target's verdict) and threads=4 (the app on a worker thread: one hop there and one back per message).
+One lean client (clients/ws_client.py) for all; ratio to `websockets`.
 Usage: python ws.py
 """
 from __future__ import annotations
@@ -24,12 +26,14 @@ def _uvicorn(port: int) -> Server:
     return servers.uvicorn(port, "asgi3", "asgi_ws_echo:app")
 
 
-def _skitai(port: int) -> Server:
-    reason = servers.skitai_reason()
-    if reason:
-        raise Unavailable(reason)
-    return Server("skitai", [MAIN_PY, APPS / "skitai_ws_echo.py"], port,
-                  env={"BENCH_PORT": str(port), "SKITAI_PORT": str(port), "BENCH_THREADS": "4"})
+def _skitai(threads: int):
+    def factory(port: int) -> Server:
+        reason = servers.skitai_reason()
+        if reason:
+            raise Unavailable(reason)
+        return Server(f"skitai threads={threads}", [MAIN_PY, APPS / "skitai_ws_echo.py"], port,
+                      env={"BENCH_PORT": str(port), "SKITAI_PORT": str(port), "BENCH_THREADS": str(threads)})
+    return factory
 
 
 def _measure(factory, path: str, clients: int):
@@ -52,7 +56,8 @@ def main() -> None:
         t.measure_all([
             (BASELINE, _measure(_websockets, "/", clients)),
             ("uvicorn", _measure(_uvicorn, "/", clients)),
-            ("skitai threads=4", _measure(_skitai, "/echo", clients)),
+            ("skitai threads=0", _measure(_skitai(0), "/echo", clients)),
+            ("skitai threads=4", _measure(_skitai(4), "/echo", clients)),
         ])
         tables.append(t)
     save("ws", tables, started)

@@ -63,6 +63,7 @@ class Limits:
     ws_deflate: bool = True                   # accept permessage-deflate when the client offers it
     ws_origins: tuple[str, ...] = ()          # allowed Origin values ("https://a.example"); () allows any
     ws_max_queue: int = 64                    # messages waiting for a busy handler before reading pauses
+    ws_direct_writes: bool = True             # worker threads write replies to the socket (plain TCP, when idle)
 
 
 @dataclass

@@ -34,6 +34,7 @@ WS_EVT_INIT, WS_EVT_OPEN, WS_EVT_CLOSE, WS_EVT_NONE = "init", "open", "close", N
 INVALID_DATA = 1007
 
 Handler = Callable[[Any, Any, "Sender"], Any]
+_PLAIN = (str, bytes)
 _ids = itertools.count(1)
 
 
@@ -136,30 +137,67 @@ class _Serial:
 
 
 class SimpleSession:
-    """WS_SIMPLE / WS_THREADSAFE: a per-connection serial queue on the shared pool."""
+    """WS_SIMPLE / WS_THREADSAFE: a per-connection serial queue on the shared pool.
+
+    Without an executor (``threads=0``) the handler runs right away on the loop: the loop reads one
+    connection's frames one after another, so the order holds without a queue or a lock."""
 
     def __init__(self, handler: Handler, sender: Sender, executor: Any, limits: Any) -> None:
         self.handler, self.sender = handler, sender
-        self.serial = _Serial(self._job, executor, lambda: sender.ws, limits.ws_max_queue)
+        self.serial = None if executor is None else \
+            _Serial(self._job, executor, lambda: sender.ws, limits.ws_max_queue)
 
     def opened(self, ws: WebSocketProtocol) -> None:
         self.sender.attach(ws)
-        self.serial.put((WS_EVT_OPEN, ""))
+        self._put(WS_EVT_OPEN, "")
 
     def received(self, message: str | bytes) -> None:
-        try:
-            obj = enc.decode(self.sender.encoding, message)
-        except enc.DecodeError as e:
-            self.sender.close(INVALID_DATA, str(e)[:120])
-            return
-        self.serial.put((None, obj))
+        if self.sender.encoding is not None:
+            try:
+                message = enc.decode(self.sender.encoding, message)
+            except enc.DecodeError as e:
+                self.sender.close(INVALID_DATA, str(e)[:120])
+                return
+        if self.serial is None:
+            self._inline(None, message)
+        else:
+            self.serial.put((None, message))
 
     def closed(self, code: int) -> None:
-        self.serial.put((WS_EVT_CLOSE, ""))
+        self._put(WS_EVT_CLOSE, "")
 
-    def _job(self, job: tuple) -> None:
+    def _put(self, event: Any, message: Any) -> None:
+        if self.serial is None:
+            self._inline(event, message)
+        else:
+            self.serial.put((event, message))
+
+    def _inline(self, event: Any, message: Any) -> None:   # loop thread
+        try:
+            reply = self.handler(event, message, self.sender)
+            if reply is None or reply == "" or reply == b"":
+                return
+            sender = self.sender
+            if sender.room is None and sender.encoding is None and reply.__class__ in _PLAIN:
+                ws = sender.ws
+                if ws is not None:
+                    ws.send(reply)            # on the loop, encoded already: straight to the frame layer
+                return
+            self.reply(reply)
+        except Exception:
+            log.exception("websocket handler failed")
+
+    def _job(self, job: tuple) -> None:           # worker thread
         event, message = job
         reply = self.handler(event, message, self.sender)
+        if reply is None or reply == "" or reply == b"":
+            return
+        sender = self.sender
+        if sender.room is None and sender.encoding is None and reply.__class__ in _PLAIN:
+            ws = sender.ws
+            if ws is not None and not ws.closed:
+                ws.send_threadsafe(reply)
+            return
         self.reply(reply)
 
     def reply(self, reply: Any) -> None:
@@ -182,11 +220,11 @@ class GroupSession(SimpleSession):
     def opened(self, ws: WebSocketProtocol) -> None:
         self.sender.attach(ws)
         self.sender.room = self.broker.join(self.key, self.sender)
-        self.serial.put((WS_EVT_OPEN, ""))
+        self._put(WS_EVT_OPEN, "")
 
     def closed(self, code: int) -> None:
         self.sender.room.leave(self.sender)
-        self.serial.put((WS_EVT_CLOSE, ""))
+        self._put(WS_EVT_CLOSE, "")
 
 
 class DedicatedSession:

@@ -1,9 +1,20 @@
-"""One WebSocket connection: wsproto framing glued to an asyncio transport.
+"""One WebSocket connection: wsproto's frame layer glued to an asyncio transport.
 
-wsproto does the RFC 6455 work (masking checks, fragment reassembly input, UTF-8 validation → 1007,
-control frames); this class adds what a server needs around it: a maximum message size (1009),
-PING/PONG keep-alive, an idle timeout, the close handshake, back-pressure both ways, and a
-thread-safe ``send`` for worker threads. Messages go to a ``Session`` (see ``skitai.websocket.designs``).
+wsproto's ``FrameProtocol`` does the RFC 6455 work (masking checks, fragment order, UTF-8 validation → 1007,
+control frame rules, close codes, permessage-deflate). We drive that layer directly rather than wsproto's
+``Connection`` wrapper: the wrapper turns every frame into an event object and checks its state on every send,
+which costs about a fifth of a message's time, and its state machine is four values we keep here.
+This class adds what a server needs around the framing: a maximum message size (1009), PING/PONG keep-alive,
+an idle timeout, the close handshake, back-pressure both ways, and a thread-safe ``send`` for worker threads.
+Messages go to a ``Session`` (see ``skitai.websocket.designs``).
+
+Worker threads write directly (``direct_writes``, plain TCP only): a reply from a worker goes to the socket
+from that worker, without waking the loop, when nothing of this connection is waiting anywhere (no call
+posted to the loop, no partly written frame, the transport's buffer empty). Otherwise, or for whatever
+the kernel does not take at once, the bytes go through the loop as before. One lock per connection orders
+every write (loop and workers) and the frame layer's state. The workers write to a ``dup`` of the socket
+that only this class closes, so a worker can never write to a descriptor number the loop has closed and
+reused for another connection.
 """
 from __future__ import annotations
 
@@ -14,15 +25,14 @@ import time
 import weakref
 from typing import Any, Protocol
 
-from wsproto.connection import Connection, ConnectionState, ConnectionType
-from wsproto.events import BytesMessage, CloseConnection, Message, Ping, Pong, TextMessage
-from wsproto.frame_protocol import CloseReason
-from wsproto.utilities import LocalProtocolError
+from wsproto.frame_protocol import CloseReason, FrameProtocol, Opcode, ParseFailed
 
 from skitai.wsgi.threadpool import inbox_for
 
 NORMAL, GOING_AWAY, TOO_BIG = 1000, 1001, 1009
 CONNECTIONS: weakref.WeakSet = weakref.WeakSet()       # open WebSockets, for a going-away close on shutdown
+_TEXT, _BINARY, _CLOSE, _PING, _PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CLOSE, Opcode.PING, Opcode.PONG
+_monotonic = time.monotonic
 
 
 def close_all(code: int = GOING_AWAY, reason: str = "server shutdown") -> None:
@@ -42,49 +52,74 @@ class Session(Protocol):
 
 
 class WebSocketProtocol(asyncio.Protocol):
-    """Serves one upgraded connection; ``timeout`` is the app's keep-alive (idle seconds, 0: none)."""
+    """Serves one upgraded connection; ``timeout`` is the app's keep-alive (idle seconds, 0: none).
+
+    ``closed`` turns True when we start the close handshake, answer the peer's, or lose the connection;
+    while it is False the connection is open and sends go out."""
 
     def __init__(self, session: Session, limits: Any, extensions: list | None = None,
-                 timeout: float = 0, loop: asyncio.AbstractEventLoop | None = None) -> None:
+                 timeout: float = 0, loop: asyncio.AbstractEventLoop | None = None,
+                 direct_writes: bool = False) -> None:
         self.session = session
         self.limits = limits
         self.timeout = timeout
         self.loop = loop
-        self.conn = Connection(ConnectionType.SERVER, extensions or [])
+        self.frames = FrameProtocol(client=False, extensions=extensions or [])
         self.transport: asyncio.Transport | None = None
         self.closed = False               # no more sends possible
         self.close_code: int | None = None
+        self._peer_closed = False         # the peer's CLOSE arrived: nothing more will be read
+        self._max_size = limits.ws_max_message_size
         self._chunk = 4096 if extensions else 1 << 20     # bounds one inflate step (~4 MB at 1000:1)
         self._parts: list = []
         self._size = 0
-        self._last_seen = self._last_msg = time.monotonic()
+        self._last_seen = self._last_msg = _monotonic()
         self._ping_sent: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._writable = threading.Event()
         self._writable.set()
         self._paused_by: set[str] = set()
         self._inbox = None
+        self._received = session.received
+        self._direct = direct_writes      # worker threads will send: let them write to the socket themselves
+        self._wlock: Any = None           # orders all writes once workers may write (None: loop only)
+        self._fd = -1                     # our dup of the socket for the workers' direct writes
+        self._pending = 0                 # calls posted to the loop and not run yet (under _wlock)
+        self._partial: bytes | None = None   # the rest of a frame a worker could not write at once
 
     # -- asyncio side ---------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.loop = self.loop or asyncio.get_running_loop()
+        if self._direct:
+            self._wlock = threading.Lock()
+            self._fd = _dup_socket(transport)
         CONNECTIONS.add(self)
         self._schedule()
         self.session.opened(self)
 
     def data_received(self, data: bytes) -> None:
-        if self.conn.state is ConnectionState.CLOSED:
+        if self._peer_closed or self.transport is None:
             return
-        self._last_seen = time.monotonic()
-        for i in range(0, len(data), self._chunk):
-            self.conn.receive_data(data[i:i + self._chunk])
-            self._drain_events()
-            if self.conn.state is ConnectionState.CLOSED or self.transport is None:
+        self._last_seen = _monotonic()
+        chunk = self._chunk
+        if len(data) <= chunk:
+            self.frames.receive_bytes(data)
+            self._read_frames()
+            return
+        for i in range(0, len(data), chunk):
+            self.frames.receive_bytes(data[i:i + chunk])
+            self._read_frames()
+            if self._peer_closed or self.transport is None:
                 return
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
+        if self._wlock is not None:
+            with self._wlock:
+                fd, self._fd, self._partial = self._fd, -1, None
+            if fd >= 0:
+                os.close(fd)
         CONNECTIONS.discard(self)
         if self._timer:
             self._timer.cancel()
@@ -97,61 +132,96 @@ class WebSocketProtocol(asyncio.Protocol):
     def resume_writing(self) -> None:
         self._writable.set()
 
-    # -- events ---------------------------------------------------------------------------------
-    def _drain_events(self) -> None:
-        for event in self.conn.events():
-            if isinstance(event, CloseConnection):
-                self._close_event(event)
-                return
+    # -- frames ---------------------------------------------------------------------------------
+    def _read_frames(self) -> None:
+        """Every complete frame wsproto has now. Data frames carry their message's opcode (wsproto's
+        message decoder resolves CONTINUATION), text already UTF-8 checked and decoded to str."""
+        try:
+            for frame in self.frames.received_frames():
+                opcode = frame.opcode
+                if opcode is _TEXT or opcode is _BINARY:
+                    if self.closed:
+                        continue          # closing: only the peer's CLOSE matters now
+                    payload = frame.payload
+                    if frame.message_finished and not self._parts and len(payload) <= self._max_size:
+                        self._last_msg = self._last_seen
+                        self._received(payload)
+                    else:
+                        self._fragment(payload, frame.message_finished, opcode is _TEXT)
+                elif opcode is _CLOSE:
+                    self._peer_close(*frame.payload)
+                    return
+                elif opcode is _PING:
+                    if not self.closed:
+                        self._emit(self.frames.pong, frame.payload)
+                elif opcode is _PONG:
+                    self._ping_sent = None
+                if self.transport is None:
+                    return
+        except ParseFailed as e:          # wsproto found a protocol error (1002, 1007, ...)
             if self.closed:
-                continue                  # closing: only the peer's CLOSE matters now
-            if isinstance(event, Message):
-                self._message(event)
-            elif isinstance(event, Ping):
-                self._write(self.conn.send(event.response()))
-            elif isinstance(event, Pong):
-                self._ping_sent = None
-            if self.transport is None:
-                return
+                self._shutdown()
+            else:
+                self.close(e.code, str(e)[:120])
 
-    def _message(self, event: Message) -> None:
-        self._size += len(event.data)
-        if self._size > self.limits.ws_max_message_size:
+    def _fragment(self, data: str | bytes, finished: bool, text: bool) -> None:
+        self._size += len(data)
+        if self._size > self._max_size:
+            self._parts = []
             self.close(TOO_BIG, "message too big")
             return
-        if not event.message_finished:
-            self._parts.append(event.data)
+        self._parts.append(data)
+        if not finished:
             return
-        data = event.data
-        if self._parts:
-            self._parts.append(data)
-            data = ("" if isinstance(event, TextMessage) else b"").join(self._parts)
-            self._parts = []
+        data = ("" if text else b"").join(self._parts)
+        self._parts = []
         self._size = 0
-        self._last_msg = time.monotonic()
-        self.session.received(bytes(data) if isinstance(event, BytesMessage) else data)
+        self._last_msg = self._last_seen
+        self._received(data)
 
-    def _close_event(self, event: CloseConnection) -> None:
-        if self.conn.state is ConnectionState.REMOTE_CLOSING:
+    def _peer_close(self, code: int, reason: str) -> None:
+        self._peer_closed = True
+        if not self.closed:
             # the peer started the close: echo its code, then the TCP close is ours (RFC 6455 7.1.1)
-            self.close_code = event.code
-            self._write(self.conn.send(event.response()))
-            self._shutdown()
-        elif self.conn.state is ConnectionState.CLOSED:
-            self._shutdown()             # the answer to our own close
-        else:
-            self.close(event.code, event.reason or "")     # wsproto found a protocol error (1002, 1007)
+            self.closed = True
+            self.close_code = code
+            self._emit(self.frames.close, code, reason)
+        self._shutdown()                  # either way (it may be the answer to our own close)
 
     # -- sending (loop thread) ------------------------------------------------------------------
-    def _write(self, data: bytes) -> None:
-        if self.transport is not None and data:
-            self.transport.write(data)
+    def _emit(self, make: Any, *args: Any) -> None:
+        """Build a frame and write it, in turn with the workers' writes."""
+        lock = self._wlock
+        if lock is None:
+            data = make(*args)
+            if self.transport is not None and data:
+                self.transport.write(data)
+            return
+        with lock:
+            data = make(*args)
+            self._write_locked(data)
+
+    def _write_locked(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is None:
+            return
+        if self._partial is not None:     # a worker's frame started on the socket: its rest goes first
+            transport.write(self._partial)
+            self._partial = None
+        if data:
+            transport.write(data)
 
     def send(self, message: str | bytes) -> None:
         """Send one text (str) or binary (bytes) message; ignored once closing."""
-        if self.closed or self.transport is None or self.conn.state is not ConnectionState.OPEN:
+        if self.closed or self.transport is None:
             return
-        self._write(self.conn.send(Message(data=message)))
+        lock = self._wlock
+        if lock is None:
+            self.transport.write(self.frames.send_data(message))
+            return
+        with lock:
+            if not self.closed:
+                self._write_locked(self.frames.send_data(message))
 
     def close(self, code: int = NORMAL, reason: str = "") -> None:
         """Start the close handshake; the socket is closed when the peer answers or after network_timeout."""
@@ -160,8 +230,8 @@ class WebSocketProtocol(asyncio.Protocol):
         self.closed = True
         self.close_code = code
         try:
-            self._write(self.conn.send(CloseConnection(code=code, reason=reason)))
-        except LocalProtocolError:
+            self._emit(self.frames.close, code, reason)
+        except (ValueError, TypeError, OverflowError):     # a code that cannot be put in a frame
             self._shutdown()
             return
         self.loop.call_later(self.limits.network_timeout, self._shutdown)
@@ -180,19 +250,60 @@ class WebSocketProtocol(asyncio.Protocol):
     # -- from other threads ---------------------------------------------------------------------
     def send_threadsafe(self, message: str | bytes) -> None:
         """Send from a worker thread; blocks while the client reads slower than we write.
-        Sends of many threads in one loop turn share one wake-up of the loop (``LoopInbox``)."""
-        self._post(self.send, message)
+        Straight to the socket when nothing waits before it (see the module doc); else through the loop,
+        where sends of many threads in one loop turn share one wake-up (``LoopInbox``)."""
+        lock = self._wlock
+        if lock is None:
+            self._post(self.send, message)
+        else:
+            with lock:
+                if not self._write_direct(message):
+                    self._post_locked(self.send, message)
         if not self._writable.is_set():
             self._writable.wait(self.limits.network_timeout)
 
+    def _write_direct(self, message: str | bytes) -> bool:    # worker thread, under _wlock
+        transport = self.transport
+        if (self._pending or self._partial is not None or self._fd < 0 or self.closed or transport is None
+                or transport.is_closing() or transport.get_write_buffer_size()):
+            return False
+        data = self.frames.send_data(message)
+        try:
+            sent = os.write(self._fd, data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            return True                   # the connection broke: the loop finds out and closes it
+        if sent < len(data):
+            self._partial = bytes(data[sent:])
+            self._post_locked(self._emit, _nothing)       # the loop writes the rest (before anything else)
+        return True
+
     def close_threadsafe(self, code: int = NORMAL, reason: str = "") -> None:
-        self._post(self.close, code, reason)         # behind the sends posted before it
+        lock = self._wlock
+        if lock is None:
+            self._post(self.close, code, reason)     # behind the sends posted before it
+        else:
+            with lock:
+                self._post_locked(self.close, code, reason)
 
     def _post(self, fn, *args) -> None:
         inbox = self._inbox
         if inbox is None:
             inbox = self._inbox = inbox_for(self.loop)
         inbox.post(fn, *args)
+
+    def _post_locked(self, fn, *args) -> None:
+        """Post with ``_wlock`` held: no direct write overtakes it before the loop has run it."""
+        self._pending += 1
+        self._post(self._run_posted, fn, args)
+
+    def _run_posted(self, fn, args: tuple) -> None:
+        try:
+            fn(*args)
+        finally:
+            with self._wlock:
+                self._pending -= 1
 
     def pause(self, who: str = "queue") -> None:
         """Stop reading (a handler is behind); ``resume`` undoes it."""
@@ -213,7 +324,7 @@ class WebSocketProtocol(asyncio.Protocol):
     def _tick(self) -> None:
         if self.transport is None or self.closed:
             return
-        now, limits = time.monotonic(), self.limits
+        now, limits = _monotonic(), self.limits
         if self.timeout and now - self._last_msg >= self.timeout:
             self.close(GOING_AWAY, "idle timeout")
             return
@@ -222,5 +333,29 @@ class WebSocketProtocol(asyncio.Protocol):
             return
         if self._ping_sent is None and now - self._last_seen >= limits.ws_ping_interval:
             self._ping_sent = now
-            self._write(self.conn.send(Ping(payload=os.urandom(4))))
+            self._emit(self.frames.ping, os.urandom(4))
         self._schedule()
+
+    def __del__(self) -> None:
+        fd, self._fd = getattr(self, "_fd", -1), -1
+        if fd >= 0:                       # the loop stopped before connection_lost: no one else holds us
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def _nothing() -> bytes:
+    return b""
+
+
+def _dup_socket(transport: Any) -> int:
+    """A duplicate descriptor of a plain TCP transport's socket for direct writes; -1 when there is none
+    (TLS: the bytes must go through the TLS layer; a transport without a socket)."""
+    if transport.get_extra_info("sslcontext") is not None or transport.get_extra_info("ssl_object") is not None:
+        return -1
+    sock = transport.get_extra_info("socket")
+    try:
+        return os.dup(sock.fileno()) if sock is not None else -1
+    except (OSError, ValueError, AttributeError):
+        return -1

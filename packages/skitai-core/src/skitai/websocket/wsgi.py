@@ -77,6 +77,14 @@ def call_app(app: Callable, env: dict) -> tuple[str, list[tuple[str, str]], list
     return answer.get("status", "200 OK"), answer.get("headers", []), items
 
 
+def _is_text(headers: list[tuple[str, str]]) -> bool:
+    """A text/JSON/XML content type (or none: text/plain is the default) makes a bytes answer a text frame."""
+    for name, value in headers:
+        if len(name) == 12 and name.lower() == "content-type":
+            return value.lower().startswith(_TEXT_TYPES)
+    return True
+
+
 def reply_of(headers: list[tuple[str, str]], items: list) -> str | bytes | None:
     """The message an app's answer stands for: None when empty."""
     if not items:
@@ -84,13 +92,25 @@ def reply_of(headers: list[tuple[str, str]], items: list) -> str | bytes | None:
     if all(isinstance(i, str) for i in items):
         return "".join(items)
     body = b"".join(i.encode("utf-8") if isinstance(i, str) else i for i in items)
-    ctype = next((v.lower() for n, v in headers if n.lower() == "content-type"), "text/plain")
-    if ctype.startswith(_TEXT_TYPES):
+    if _is_text(headers):
         try:
             return body.decode("utf-8")
         except UnicodeDecodeError:
             pass
     return body
+
+
+_SAFE = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~"     # RFC 3986 unreserved
+_PLUS_TABLE = [chr(b) if b in _SAFE else "+" if b == 32 else f"%{b:02X}" for b in range(256)]
+
+
+def form_quote(message: str | bytes) -> str:
+    """``quote_plus(message)``, the same text, at a fraction of the cost: it runs once per message.
+    Safe bytes pass as they are; the others map through a 256-entry table (``str.translate`` in C)."""
+    raw = message.encode("utf-8") if message.__class__ is str else bytes(message)
+    if not raw.rstrip(_SAFE):
+        return raw.decode("ascii")
+    return raw.decode("latin-1").translate(_PLUS_TABLE)
 
 
 def _query_prefix(query: str, name: str) -> str:
@@ -100,24 +120,58 @@ def _query_prefix(query: str, name: str) -> str:
 
 
 class WSGIWebSocket:
-    """Calls one app for the events and messages of one connection (in a worker thread)."""
+    """Calls one app for the events and messages of one connection (on a worker thread, or on the loop).
+
+    Per message: a copy of the connection's environ (every per-connection key is in it already), the event
+    and message keys, a fresh empty ``wsgi.input``, and the query string with the message appended."""
 
     def __init__(self, app: Callable, base_env: dict, cfg: WSConfig) -> None:
         self.app, self.base, self.cfg = app, base_env, cfg
         self.prefix = _query_prefix(base_env.get("QUERY_STRING", ""), cfg.varnames[0]) if cfg.varnames else ""
+        base_env["CONTENT_LENGTH"] = "0"
 
     def __call__(self, event: Any, message: Any, sender: Any) -> Any:
-        env = dict(self.base)
+        env = self.base.copy()
         env["websocket.event"] = event
         env["websocket"] = sender
         env["websocket.message"] = message
         env["wsgi.input"] = io.BytesIO()
-        env["CONTENT_LENGTH"] = "0"
         if self.prefix:
-            raw = message if isinstance(message, (str, bytes)) else enc.encode(self.cfg.encoding, message)
-            env["QUERY_STRING"] = self.prefix + quote_plus(raw)
-        _, headers, items = call_app(self.app, env)
-        return reply_of(headers, items)
+            raw = message if message.__class__ is str or message.__class__ is bytes else \
+                enc.encode(self.cfg.encoding, message)
+            env["QUERY_STRING"] = self.prefix + form_quote(raw)
+        answer: list = []
+
+        def start_response(status, headers, exc_info=None):
+            answer.append(headers)
+            return items.append
+
+        items: list = []
+        result = self.app(env, start_response)
+        if result.__class__ is list:
+            items.extend(result)
+        else:
+            try:
+                items.extend(result)
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+        headers = answer[-1] if answer else []
+        if len(items) == 1:                 # the usual answer: one str or bytes item
+            item = items[0]
+            if item.__class__ is str:
+                return item or None
+            if item.__class__ is bytes:
+                if not item:
+                    return None
+                if _is_text(headers):
+                    try:
+                        return item.decode("utf-8")
+                    except UnicodeDecodeError:
+                        pass
+                return item
+        return reply_of(headers, [i for i in items if i])
 
 
 def in_pool(loop: asyncio.AbstractEventLoop, pool: Any, fn: Callable, *args: Any) -> asyncio.Future:
@@ -189,5 +243,7 @@ async def serve_websocket(exchange: Any, app: Callable, env: dict, executor: Any
     session, sender = make_session(cfg.spec, handler, client_id, cfg.encoding,
                                    None if cfg.spec == WS_DEDICATE else executor, limits, key)
     env["websocket"] = sender
-    exchange.upgrade(lambda: WebSocketProtocol(session, limits, accepted.extensions, cfg.timeout, loop),
+    threaded = executor is not None or cfg.spec == WS_DEDICATE      # replies come from worker threads
+    exchange.upgrade(lambda: WebSocketProtocol(session, limits, accepted.extensions, cfg.timeout, loop,
+                                               direct_writes=threaded and limits.ws_direct_writes),
                      headers=accepted.headers)
