@@ -129,7 +129,12 @@ def test_prefork_workers_share_the_port_and_are_restarted(tmp_path):
     script = make_app(tmp_path, workers=2)
     with app_process(script) as app:
         url = app.url + "/"
-        pids = pids_serving(url)
+        deadline = time.monotonic() + 15              # the port answers once the FIRST worker listens
+        while time.monotonic() < deadline:
+            pids = pids_serving(url)
+            if len(pids) == 2:
+                break
+            time.sleep(0.2)
         assert len(pids) == 2 and str(app.pid) not in pids
         victim = int(sorted(pids)[0])
         os.kill(victim, signal.SIGKILL)

@@ -320,14 +320,21 @@ class StaticHandler:
             body = entry.body if stop - start == entry.size else entry.body[start:stop]
             exchange.respond(status, headers, body)
             return None
-        return self._send(exchange, f, status, headers, start, stop - start)
+        exchange.start(status, headers)
+        count = stop - start
+        offer = getattr(exchange, "offer_file", None)      # HTTP/1.1: head and file at once, mostly whole
+        if offer is not None and count:
+            left = offer(f, start, count)
+            if not left:
+                return None         # the caller closes f
+            start += count - left
+            count = left
+        return self._send(exchange, f, start, count)
 
     @staticmethod
-    async def _send(exchange, f: IO[bytes], status: int, headers: list[tuple[str, str]],
-                    offset: int, count: int) -> None:
-        """Head, then the bytes by ``exchange.sendfile``; a client going away ends it (the server copes)."""
+    async def _send(exchange, f: IO[bytes], offset: int, count: int) -> None:
+        """The rest of the bytes by ``exchange.sendfile``; a client going away ends it (the server copes)."""
         with f:
-            exchange.start(status, headers)
             if count:
                 await exchange.sendfile(f, offset, count)
             exchange.end()

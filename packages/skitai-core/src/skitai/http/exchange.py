@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from typing import IO, Any
 
-from . import accesslog, clock
+from . import accesslog, clock, sendfile
 from .errors import ClientDisconnected, HeaderError, error_page, status_line
 
 IDLE, STREAMING, DONE = 0, 1, 2          # exchange.state
@@ -154,6 +154,26 @@ def header_block(headers: list[tuple[str, str]]) -> tuple[bytes, str | None, boo
 
 
 _blocks: dict = {}
+_wholes: dict = {}
+
+
+def whole_parts(status: int, reason: str | None, headers: list[tuple[str, str]]) -> tuple[bytes, bytes] | None:
+    """``(status line, header block)`` of a whole answer to which HTTP/1.1 adds only ``Content-Length``
+    (and the date), cached per distinct ``(status, reason, headers)``; None when the answer needs more
+    (no body allowed, the handler's own ``Connection``). Raises like ``header_block``/``status_line``, and
+    TypeError for unhashable header items."""
+    key = (status, reason, tuple(headers))
+    parts = _wholes.get(key, 0)
+    if parts == 0:
+        block, _, close, conn = header_block(headers)
+        line = status_line(status, reason)
+        parts = None
+        if not close and conn is None and 200 <= status and status != 204 and status != 304:
+            parts = (line, block)
+        if len(_wholes) >= 512:
+            _wholes.clear()
+        _wholes[key] = parts
+    return parts
 
 
 def _encode(text: str) -> bytes:
@@ -240,9 +260,21 @@ class H1Exchange(BaseExchange):
 
     def respond(self, status: int, headers: list[tuple[str, str]], body: bytes = b"",
                 reason: str | None = None) -> None:
-        if not self._claim():
+        if (self.state != IDLE or self.closed) and not self._claim():
             return
-        head = self._render(status, headers, reason, len(body))
+        proto = self.proto
+        try:
+            parts = whole_parts(status, reason, headers)
+        except TypeError:                # unhashable header items: the general path says what is wrong
+            parts = None
+        if parts is not None and self.keep and not self.head_only and not proto.closing \
+                and proto.receiving is not self and self.request.version == "1.1":
+            # the common answer: cached status line and headers, only the length and the date vary
+            head = parts[0] + clock.SERVER_DATE + parts[1] + b"Content-Length: %d\r\n\r\n" % len(body)
+            self.status = status
+            self.mode = FIXED
+        else:
+            head = self._render(status, headers, reason, len(body))
         self.state = DONE
         if accesslog.enabled:            # the times are only for the log line
             self.t_respond = self.t_done = _monotonic()
@@ -347,15 +379,33 @@ class H1Exchange(BaseExchange):
                 count = self.remaining
                 self.keep = False
             self.remaining -= count
-        self._flush_head()
+        head, self._head = self._head or b"", None     # leaves with the file's first bytes (http/sendfile.py)
         t = self.proto.transport
         if self.mode == CHUNKED:
-            t.write(b"%x\r\n" % count)
-            self.bytes_out += len(b"%x\r\n" % count) + 2
-        await self.proto.sendfile(file, offset, count)
+            head += b"%x\r\n" % count
+            self.bytes_out += 2
+        self.bytes_out += len(head)
+        await self.proto.sendfile(file, offset, count, head)
         self.bytes_out += count
         if self.mode == CHUNKED:
             t.write(b"\r\n")
+
+    def offer_file(self, file: IO[bytes], offset: int, count: int) -> int:
+        """Zero-copy fast path right after ``start()``: the head and as much of the file as the kernel takes
+        now (``http/sendfile.py``); the answer ends when all of it went. Returns the bytes still to send
+        (then ``await sendfile(file, offset + count - left, left)``): a whole send needs no task."""
+        if self.state != STREAMING or self.closed or self.mode != FIXED or count != self.remaining:
+            return count
+        head = self._head or b""
+        sent = sendfile.offer(self.proto, file, offset, count, head)
+        if sent is None:
+            return count
+        self._head = None
+        self.bytes_out += len(head) + sent
+        self.remaining -= sent
+        if sent == count:
+            self.end()
+        return count - sent
 
     def abort(self) -> None:
         """Give up on a started answer (the handler failed mid-stream): the connection is closed so the

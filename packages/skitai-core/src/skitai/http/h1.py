@@ -634,6 +634,6 @@ class H1Protocol(asyncio.Protocol):
         return proto
 
     # ---- zero-copy files -------------------------------------------------------------------------
-    async def sendfile(self, file, offset: int, count: int) -> None:
-        """Write ``count`` bytes of ``file`` from ``offset``; see ``skitai.http.sendfile``."""
-        await sendfile.send(self, file, offset, count)
+    async def sendfile(self, file, offset: int, count: int, head: bytes = b"") -> None:
+        """``head`` (not sent yet), then ``count`` bytes of ``file`` from ``offset``: see ``http/sendfile.py``."""
+        await sendfile.send(self, file, offset, count, head)

@@ -326,7 +326,7 @@ class Request:
 
     __slots__ = ("method", "target", "path", "query", "version", "headers", "scheme", "_host", "client",
                  "server", "body", "started", "conn_no", "req_no", "keep_alive", "upgrade", "expect_continue",
-                 "_txn", "_host_raw")
+                 "_txn", "authority")
 
     def __init__(self, method: str, target: str, version: str, headers: Headers, scheme: str = "http",
                  host: str = "", client: tuple[str, int] = ("", 0), server: tuple[str, int] = ("", 0),
@@ -343,7 +343,7 @@ class Request:
         self.version = version
         self.headers = headers
         self.scheme = scheme
-        self._host_raw = host
+        self.authority = host             # Host (or :authority) as sent, port included; see ``host``
         self._host: str | None = None
         self.client = client
         self.server = server
@@ -361,12 +361,12 @@ class Request:
         """Host (or :authority) without the port, lower-case; "" if absent."""
         h = self._host
         if h is None:
-            h = self._host = host_without_port(self._host_raw) if self._host_raw else ""
+            h = self._host = host_without_port(self.authority) if self.authority else ""
         return h
 
     @host.setter
     def host(self, value: str) -> None:
-        self._host_raw = value
+        self.authority = value
         self._host = None
 
     def _ids(self) -> tuple[str, int]:

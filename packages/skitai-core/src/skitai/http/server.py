@@ -5,8 +5,10 @@
     server.close()                                  # stop accepting; idle connections close now,
     await server.wait_closed()                      # busy ones after their current answer (or a timeout)
 
-A once-a-second tick refreshes the cached ``Date`` header, re-checks whether the request logger has
-handlers, and enforces the keep-alive and network timeouts of every connection (no timer per request).
+Connections are accepted in batches by ``skitai.http.accept`` (libuv alone takes one per loop iteration,
+which starves a burst of new connections while many others are busy). A once-a-second tick refreshes the
+cached ``Date`` header, re-checks whether the request logger has handlers, and enforces the keep-alive and
+network timeouts of every connection (no timer per request).
 ``new_event_loop()`` gives a uvloop loop when uvloop is installed.
 """
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 from skitai.config import Config
 
 from . import accesslog, clock
+from .accept import Acceptor, listening_sockets
 from .h1 import H1Protocol
 
 log = logging.getLogger("skitai.server")
@@ -57,9 +60,9 @@ class ServerState:
 class Server:
     """A listening HTTP server; ``close()`` then ``await wait_closed()`` stops it gracefully."""
 
-    def __init__(self, state: ServerState, aserver: asyncio.AbstractServer) -> None:
+    def __init__(self, state: ServerState, acceptor: Acceptor) -> None:
         self.state = state
-        self.aserver = aserver
+        self.acceptor = acceptor
         self._tick_handle: asyncio.TimerHandle | None = None
         lim = state.config.limits
         self._interval = max(0.05, min(1.0, lim.keep_alive / 4 or 1.0, lim.network_timeout / 4 or 1.0))
@@ -68,7 +71,7 @@ class Server:
 
     @property
     def sockets(self) -> tuple:
-        return tuple(self.aserver.sockets or ())
+        return tuple(self.acceptor.socks)
 
     @property
     def port(self) -> int:
@@ -91,7 +94,7 @@ class Server:
         if self._closing:
             return
         self._closing = True
-        self.aserver.close()
+        self.acceptor.close()
         for conn in list(self.state.connections):
             conn.closing = True
             _close_idle(conn)
@@ -149,11 +152,11 @@ async def serve(config: Config, dispatch: Dispatch, *, sock: socket.socket | Non
         ssl.set_alpn_protocols(["h2", "http/1.1"])
     factory = lambda: H1Protocol(state)
     if sock is not None:
-        aserver = await loop.create_server(factory, sock=sock, ssl=ssl, backlog=config.backlog)
+        sock.listen(config.backlog)
+        socks = [sock]
     else:
         if reuse_port is None:
             reuse_port = config.workers > 1
-        aserver = await loop.create_server(factory, host=config.address or None, port=config.port, ssl=ssl,
-                                           backlog=config.backlog, reuse_port=reuse_port or None)
+        socks = listening_sockets(config.address or None, config.port, config.backlog, bool(reuse_port))
     accesslog.refresh()
-    return Server(state, aserver)
+    return Server(state, Acceptor(loop, socks, factory, ssl))

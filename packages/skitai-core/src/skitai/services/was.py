@@ -32,14 +32,19 @@ class Was:
         self.wasc = wasc
         self.env = env
         self.request = request
-        if request is not None:
-            self.gtxnid, self.ltxnid = request.gtxnid, request.ltxnid
-        else:
-            self.gtxnid, self.ltxnid = "GTID-C0-R0", 1000
         self._calls = 0
+
+    def _txn_ids(self) -> None:
+        """``gtxnid``/``ltxnid`` on first use, not per request: most requests never ask."""
+        req = self.__dict__.get("request")
+        ids = (req.gtxnid, req.ltxnid) if req is not None else ("GTID-C0-R0", 1000)
+        self.__dict__.update(gtxnid=ids[0], ltxnid=ids[1])
 
     # -- request verbs -----------------------------------------------------------------------------
     def __getattr__(self, name: str) -> Any:
+        if name == "gtxnid" or name == "ltxnid":
+            self._txn_ids()
+            return self.__dict__[name]
         if name in verbs.ALL_NAMES:
             return HttpVerb(self, name)
         if name in _VERBS:

@@ -96,9 +96,13 @@ def path_info(path: str, script_name: str) -> str:
 ERRORS = ErrorStream()
 
 
+_PROTOCOLS = {"1.1": "HTTP/1.1", "1.0": "HTTP/1.0", "2": "HTTP/2"}
+
+
 class EnvironBuilder:
     """Builds environs for one mount point. The keys that do not change between requests of one
-    connection are prepared once per connection and copied."""
+    connection (addresses, scheme, server name) are prepared once and copied: on a keep-alive connection
+    that is most of the environ."""
 
     __slots__ = ("script_name", "static", "_conn")
 
@@ -116,24 +120,27 @@ class EnvironBuilder:
             "wsgi.file_wrapper": FileWrapper,
             "skitai.was": None,
         }
-        self._conn: tuple = (None, None, None, None)
+        self._conn: tuple = (None, None, None, None, None)
 
     def _base(self, req) -> dict[str, Any]:
         client, server = req.client, req.server
-        conn = self._conn
-        if conn[0] is client and conn[1] is server and conn[2] == req.scheme:
-            return conn[3]
         base = dict(self.static)
         base["SERVER_PORT"] = str(server[1]) if server else ""
         base["REMOTE_ADDR"] = client[0] if client else ""
         base["REMOTE_PORT"] = str(client[1]) if client else ""
         base["wsgi.url_scheme"] = req.scheme
-        self._conn = (client, server, req.scheme, base)
+        base["SERVER_NAME"] = req.host or (server[0] if server else "")
+        self._conn = (client, server, req.scheme, req.authority, base)
         return base
 
     def __call__(self, exchange, wsgi_input: Any = None) -> dict[str, Any]:
         req = exchange.request
-        env = self._base(req).copy()
+        conn = self._conn
+        if conn[0] is req.client and conn[1] is req.server and conn[2] == req.scheme and \
+                conn[3] == req.authority:
+            env = conn[4].copy()
+        else:
+            env = self._base(req).copy()
         path = req.path
         script_name = self.script_name
         if "%" in path or script_name:
@@ -142,23 +149,20 @@ class EnvironBuilder:
         env["PATH_INFO"] = path
         env["QUERY_STRING"] = req.query
         env["REQUEST_URI"] = env["RAW_URI"] = req.target
-        env["SERVER_NAME"] = req.host or (req.server[0] if req.server else "")
-        env["SERVER_PROTOCOL"] = "HTTP/1.1" if req.version == "1.1" else (
-            "HTTP/2" if req.version == "2" else "HTTP/" + req.version)
+        env["SERVER_PROTOCOL"] = _PROTOCOLS.get(req.version) or "HTTP/" + req.version
         env["wsgi.input"] = req.body if wsgi_input is None else wsgi_input
         env["skitai.exchange"] = exchange
         keys = _KEYS
-        for name, value in req.headers.items():
+        for name, value in req.headers:
             key = keys.get(name, "")
             if key == "":
                 key = _environ_key(name)
             if key is None:
                 continue
-            old = env.get(key)
-            if old is None:
-                env[key] = value
+            if key in env:
+                env[key] = env[key] + ("; " if key == "HTTP_COOKIE" else ", ") + value
             else:
-                env[key] = old + ("; " if key == "HTTP_COOKIE" else ", ") + value
+                env[key] = value
         return env
 
 

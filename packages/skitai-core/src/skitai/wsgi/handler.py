@@ -80,12 +80,13 @@ class _Call:
     """The state of one app call: what ``start_response`` was given and what has gone to the loop."""
 
     __slots__ = ("exchange", "inbox", "code", "reason", "headers", "sent", "posted", "acked", "event",
-                 "failed", "threaded")
+                 "failed", "threaded", "env")
 
     def __init__(self, exchange, inbox: LoopInbox | None, threaded: bool) -> None:
         self.exchange = exchange
         self.inbox = inbox
         self.threaded = threaded
+        self.env: dict | None = None
         self.code = 0
         self.reason: str | None = None
         self.headers: list | None = None
@@ -107,7 +108,7 @@ class _Call:
             raise AssertionError("start_response() called a second time without exc_info")
         if type(headers) is not list:
             raise TypeError("response headers must be a list")
-        self.code, self.reason = parse_status(status)
+        self.code, self.reason = _status_cache.get(status) or parse_status(status)
         self.headers = headers
         return self.write
 
@@ -160,6 +161,15 @@ class _Call:
 
     def end(self) -> None:
         self.post(self._l_end)
+
+    def release(self) -> None:
+        """The app is done with the request: drop ``environ["skitai.was"]``. The ``was`` keeps its
+        ``env``; the environ no longer keeps the ``was``, so the pair is freed at once instead of waiting,
+        as a reference cycle, for the garbage collector (which then runs every few hundred requests)."""
+        env = self.env
+        if env is not None:
+            self.env = None
+            env.pop("skitai.was", None)
 
     # ---- on the loop -----------------------------------------------------------------------------
     def _refused(self, exc: Exception) -> None:
@@ -269,11 +279,13 @@ class WSGIHandler:
         call = _Call(exchange, inbox, True)
         result = None
         try:
-            result = self.app(self.environ(exchange), call.start_response)
+            env = call.env = self.environ(exchange)
+            result = self.app(env, call.start_response)
             if type(result) is list and len(result) == 1 and type(result[0]) is bytes \
                     and call.headers is not None and not call.sent:
                 call.sent = True                  # the common case: one hop with the whole answer
                 inbox.post(call._l_respond, result[0])
+                call.release()
                 return
             if self._file_result(call, result):
                 result = None          # the loop sends and closes the file
@@ -292,6 +304,7 @@ class WSGIHandler:
                 close()
             except Exception as exc:
                 self._failed(call, exc)
+        call.release()
 
     def _drain_result(self, call: _Call, result) -> None:
         """Iterate ``result`` in this worker: one hop when it is small and finished, else stream."""
@@ -374,6 +387,7 @@ class WSGIHandler:
                 close = getattr(wrapper, "close", None)
                 if close is not None:
                     close()
+                call.release()
         call.exchange.loop.create_task(run())
 
     # ---- threads == 0 ----------------------------------------------------------------------------
@@ -389,11 +403,20 @@ class WSGIHandler:
         call = _Call(exchange, None, False)
         result = None
         try:
-            result = self.app(self.environ(exchange, wsgi_input), call.start_response)
+            env = self._build(exchange, wsgi_input)
+            if was_services.installed():
+                was_services.attach(env, exchange.request, self.script_name or "/", exchange.loop)
+                call.env = env
+            result = self.app(env, call.start_response)
             if type(result) is list and len(result) == 1 and type(result[0]) is bytes \
                     and call.headers is not None and not call.sent:
-                call.sent = True
-                call._l_respond(result[0])
+                call.sent = True                  # the common case: the whole answer in one write
+                body, result = result[0], None    # (a list has no close())
+                call.release()
+                try:
+                    exchange.respond(call.code, call.headers, body, call.reason)
+                except (HeaderError, ValueError, TypeError, AttributeError) as exc:
+                    call._refused(exc)
                 return None
             if self._file_result(call, result):
                 result = None          # the task sends and closes the file
