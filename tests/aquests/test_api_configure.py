@@ -167,3 +167,21 @@ def test_add_queues_any_request_factory(app):
     aquests.fetchall()
     assert got[0].data["query"] == {"via": "add"} and got[0].meta["m"] == 1
     assert (aquests.qsize(), aquests.mapsize(), aquests.countfin()) == (0, 0, 1)
+
+
+def test_fetchall_runs_on_uvloop_when_installed_and_loop_factory_opts_out(app):
+    uvloop = __import__("pytest").importorskip("uvloop")
+    app.server.gauge = Gauge()
+    seen = []
+
+    def on_loop(r):
+        seen.append((r.status_code, type(asyncio.get_running_loop())))
+
+    aquests.configure(workers=1, callback=on_loop)
+    aquests.get(f"{app.url}/gauge", params={"over": 1, "hold": 0})
+    aquests.fetchall()
+    aquests.configure(workers=1, callback=on_loop, loop_factory=asyncio.new_event_loop)
+    aquests.get(f"{app.url}/gauge", params={"over": 1, "hold": 0})
+    aquests.fetchall()
+    assert seen[0] == (200, uvloop.Loop)
+    assert seen[1][0] == 200 and not issubclass(seen[1][1], uvloop.Loop)
