@@ -12,6 +12,10 @@ import skitai
 from tests.support.server import ServerThread
 
 
+SLOW_ENTERED = threading.Event()                       # a worker is inside the "slow" handler
+SLOW_GATE = threading.Event()                          # ... and may answer
+
+
 def make_app():
     def app(environ, start_response):
         event = environ.get("websocket.event")
@@ -21,8 +25,9 @@ def make_app():
         message = environ.get("websocket.message")
         if event is not None:
             return []
-        if message.startswith("slow"):
-            time.sleep(0.3)
+        if message.startswith("slow"):               # the worker holds the reply until the test says so
+            SLOW_ENTERED.set()
+            SLOW_GATE.wait(10)
             return [b"done " + message.encode()]
         if message.startswith("burst"):               # "burst <threads> <count> <size>"
             _, threads, count, size = message.split()
@@ -43,15 +48,26 @@ def make_app():
 
 
 def reply_time_while_loop_blocked(srv, scheme: str = "ws", **connect) -> float:
-    """Seconds until the reply of a worker arrives while the loop thread is stuck for 1.5 s."""
+    """Seconds until a worker's reply arrives, counted from the moment the worker may send it, while the
+    loop thread is stuck for 1.5 s. Each step waits for the one before (no sleeps standing for order)."""
+    SLOW_ENTERED.clear()
+    SLOW_GATE.clear()
+    blocking = threading.Event()
+
+    def block_loop() -> None:                          # runs ON the loop
+        blocking.set()
+        time.sleep(1.5)
+
     with wsc.connect(f"{scheme}://127.0.0.1:{srv.port}/", **connect) as ws:
         ws.send("warm")
         assert ws.recv(timeout=10) == "warm"
-        started = time.monotonic()
         ws.send("slow 1")
-        time.sleep(0.1)                                   # the worker has the message
-        blocker = threading.Thread(target=srv.call, args=(time.sleep, 1.5))
+        assert SLOW_ENTERED.wait(10)                   # a worker has the message
+        blocker = threading.Thread(target=srv.call, args=(block_loop,))
         blocker.start()
+        assert blocking.wait(10)                       # the loop is stuck now
+        started = time.monotonic()
+        SLOW_GATE.set()                                # the worker replies
         assert ws.recv(timeout=10) == "done slow 1"
         took = time.monotonic() - started
         blocker.join()
@@ -66,7 +82,7 @@ def test_worker_reply_needs_no_loop_turn(uvloop):
 
 def test_without_direct_writes_the_reply_waits_for_the_loop():
     with ServerThread(app=make_app(), threads=4, ws_direct_writes=False) as srv:
-        assert reply_time_while_loop_blocked(srv) > 1.4
+        assert reply_time_while_loop_blocked(srv) > 1.2
 
 
 @pytest.mark.parametrize("size,uvloop", [(40, True), (300_000, True), (300_000, False)])
@@ -131,7 +147,7 @@ def test_tls_replies_go_through_the_loop():
     client_ctx = ssl.create_default_context()
     ca.configure_trust(client_ctx)
     with ServerThread(app=make_app(), threads=4, ssl=server_ctx) as srv:
-        assert reply_time_while_loop_blocked(srv, "wss", ssl=client_ctx) > 1.4
+        assert reply_time_while_loop_blocked(srv, "wss", ssl=client_ctx) > 1.2
         with wsc.connect(f"wss://127.0.0.1:{srv.port}/", ssl=client_ctx) as ws:
             ws.send("burst 4 50 2000")
             got = []
