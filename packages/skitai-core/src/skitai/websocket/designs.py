@@ -174,29 +174,27 @@ class SimpleSession:
 
     def _inline(self, event: Any, message: Any) -> None:   # loop thread
         try:
-            reply = self.handler(event, message, self.sender)
-            if reply is None or reply == "" or reply == b"":
-                return
-            sender = self.sender
-            if sender.room is None and sender.encoding is None and reply.__class__ in _PLAIN:
-                ws = sender.ws
-                if ws is not None:
-                    ws.send(reply)            # on the loop, encoded already: straight to the frame layer
-                return
-            self.reply(reply)
+            self._answer(self.handler(event, message, self.sender), True)
         except Exception:
             log.exception("websocket handler failed")
 
     def _job(self, job: tuple) -> None:           # worker thread
         event, message = job
-        reply = self.handler(event, message, self.sender)
+        self._answer(self.handler(event, message, self.sender), False)
+
+    def _answer(self, reply: Any, on_loop: bool) -> None:
+        """A plain str/bytes answer of a single connection goes straight to the frame layer (from the
+        loop) or to ``send_threadsafe`` (from a worker); anything else through ``reply``."""
         if reply is None or reply == "" or reply == b"":
             return
         sender = self.sender
         if sender.room is None and sender.encoding is None and reply.__class__ in _PLAIN:
             ws = sender.ws
             if ws is not None and not ws.closed:
-                ws.send_threadsafe(reply)
+                if on_loop:
+                    ws.send(reply)
+                else:
+                    ws.send_threadsafe(reply)
             return
         self.reply(reply)
 
