@@ -260,7 +260,7 @@ class H1Exchange(BaseExchange):
 
     def respond(self, status: int, headers: list[tuple[str, str]], body: bytes = b"",
                 reason: str | None = None) -> None:
-        if (self.state != IDLE or self.closed) and not self._claim():
+        if not self._claim():
             return
         proto = self.proto
         try:

@@ -140,38 +140,8 @@ class WSGIWebSocket:
             raw = message if message.__class__ is str or message.__class__ is bytes else \
                 enc.encode(self.cfg.encoding, message)
             env["QUERY_STRING"] = self.prefix + form_quote(raw)
-        answer: list = []
-
-        def start_response(status, headers, exc_info=None):
-            answer.append(headers)
-            return items.append
-
-        items: list = []
-        result = self.app(env, start_response)
-        if result.__class__ is list:
-            items.extend(result)
-        else:
-            try:
-                items.extend(result)
-            finally:
-                close = getattr(result, "close", None)
-                if close is not None:
-                    close()
-        headers = answer[-1] if answer else []
-        if len(items) == 1:                 # the usual answer: one str or bytes item
-            item = items[0]
-            if item.__class__ is str:
-                return item or None
-            if item.__class__ is bytes:
-                if not item:
-                    return None
-                if _is_text(headers):
-                    try:
-                        return item.decode("utf-8")
-                    except UnicodeDecodeError:
-                        pass
-                return item
-        return reply_of(headers, [i for i in items if i])
+        _, headers, items = call_app(self.app, env)
+        return reply_of(headers, items)
 
 
 def in_pool(loop: asyncio.AbstractEventLoop, pool: Any, fn: Callable, *args: Any) -> asyncio.Future:

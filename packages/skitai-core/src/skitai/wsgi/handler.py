@@ -108,7 +108,7 @@ class _Call:
             raise AssertionError("start_response() called a second time without exc_info")
         if type(headers) is not list:
             raise TypeError("response headers must be a list")
-        self.code, self.reason = _status_cache.get(status) or parse_status(status)
+        self.code, self.reason = parse_status(status)
         self.headers = headers
         return self.write
 
@@ -403,20 +403,14 @@ class WSGIHandler:
         call = _Call(exchange, None, False)
         result = None
         try:
-            env = self._build(exchange, wsgi_input)
-            if was_services.installed():
-                was_services.attach(env, exchange.request, self.script_name or "/", exchange.loop)
-                call.env = env
+            env = call.env = self.environ(exchange, wsgi_input)
             result = self.app(env, call.start_response)
             if type(result) is list and len(result) == 1 and type(result[0]) is bytes \
                     and call.headers is not None and not call.sent:
                 call.sent = True                  # the common case: the whole answer in one write
                 body, result = result[0], None    # (a list has no close())
                 call.release()
-                try:
-                    exchange.respond(call.code, call.headers, body, call.reason)
-                except (HeaderError, ValueError, TypeError, AttributeError) as exc:
-                    call._refused(exc)
+                call._l_respond(body)
                 return None
             if self._file_result(call, result):
                 result = None          # the task sends and closes the file
