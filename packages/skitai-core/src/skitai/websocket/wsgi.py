@@ -89,9 +89,12 @@ def reply_of(headers: list[tuple[str, str]], items: list) -> str | bytes | None:
     """The message an app's answer stands for: None when empty."""
     if not items:
         return None
-    if all(isinstance(i, str) for i in items):
+    if len(items) == 1 and items[0].__class__ is bytes:    # the usual answer: no join (it runs per message)
+        body = items[0]
+    elif all(isinstance(i, str) for i in items):
         return "".join(items)
-    body = b"".join(i.encode("utf-8") if isinstance(i, str) else i for i in items)
+    else:
+        body = b"".join(i.encode("utf-8") if isinstance(i, str) else i for i in items)
     if _is_text(headers):
         try:
             return body.decode("utf-8")
