@@ -44,6 +44,10 @@ RATIO_TARGETS = [
      "skitai threads=4", "websockets server", 1.0),
     ("5", "(extra) WebSocket echo, 50 clients, threads=4: at least the `websockets` server", "ws_c50",
      "skitai threads=4", "websockets server", 1.0),
+    ("5", "(extra) WebSocket echo, 1 client, Flask-style app (parse_qs): at least the `websockets` server",
+     "ws_c1", "skitai threads=0 Flask-style app", "websockets server", 1.0),
+    ("5", "(extra) WebSocket echo, 50 clients, Flask-style app (parse_qs): at least the `websockets` server",
+     "ws_c50", "skitai threads=0 Flask-style app", "websockets server", 1.0),
 ]
 NO_ERROR_TARGET = ("2", "skitai: no errors at 256 and 1000 connections (threads=4 and threads=0)", "http1_many")
 
