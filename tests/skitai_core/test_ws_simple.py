@@ -231,12 +231,15 @@ def test_reply_type_follows_the_answer():
             return [b"pa", "rts"]
         if kind == "empty":
             return [b""]
+        if kind == "latin":                       # a text type but not UTF-8: sent as it is, binary
+            return [b"\xff\xfe"]
         return [b'{"a": 1}' if kind == "json" else kind.encode()]
 
     for threads in (0, 2):
         with ServerThread(app=app, threads=threads) as s, wsc.connect(f"ws://127.0.0.1:{s.port}/") as ws:
             for kind, want in [("json", '{"a": 1}'), ("none", "none"), ("bin", b"bin"), ("str", "str"),
-                               ("parts", "parts"), ("empty", None), ("text", "text")]:
+                               ("parts", "parts"), ("empty", None), ("text", "text"),
+                               ("latin", b"\xff\xfe")]:
                 ws.send(kind)
                 if want is None:
                     with pytest.raises(TimeoutError):
