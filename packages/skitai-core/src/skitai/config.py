@@ -56,6 +56,7 @@ class Limits:
     h2_max_header_frames: int = 32            # HEADERS + CONTINUATION frames of one header block
     h2_header_table_size: int = 4096          # HPACK dynamic table we let the client use
     h2_window_size: int = 256 * 1024          # receive window per stream: request body buffered at most
+    h2_websocket: bool = True                 # WebSocket over HTTP/2 streams (RFC 8441 extended CONNECT)
     # WebSocket
     ws_max_message_size: int = 16 * 1024 * 1024
     ws_ping_interval: float = 20.0

@@ -15,9 +15,11 @@ from skitai.http.errors import ClientDisconnected, HeaderError
 from skitai.http.exchange import DONE, IDLE, STREAMING, BaseExchange
 
 from .flow import Credit, Outbox
+from .tunnel import StreamTransport
 
 # RFC 9113 8.2.2: connection-specific fields must not appear in HTTP/2
 _HOP = frozenset(("connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"))
+_UPGRADE_ONLY = _HOP | {"sec-websocket-accept"}    # an HTTP/1.1 101's fields, meaningless on a stream
 SENDFILE_CHUNK = 64 * 1024
 
 
@@ -50,7 +52,7 @@ class H2Exchange(BaseExchange):
     ``push(path)`` promises a resource when the client allows push."""
 
     __slots__ = ("proto", "stream_id", "head_only", "trailers", "request_trailers", "outbox", "credit",
-                 "pushed")
+                 "pushed", "tunnel")
 
     def __init__(self, proto: Any, stream_id: int, request: Any, pushed: bool = False) -> None:
         BaseExchange.__init__(self, request, proto.loop, proto.config)
@@ -62,6 +64,7 @@ class H2Exchange(BaseExchange):
         self.outbox = Outbox()
         self.credit = Credit()
         self.pushed = pushed
+        self.tunnel: StreamTransport | None = None    # an extended CONNECT stream carrying a protocol
 
     # -- answers --------------------------------------------------------------------------------
     def respond(self, status: int, headers: list[tuple[str, str]], body: bytes = b"",
@@ -179,6 +182,23 @@ class H2Exchange(BaseExchange):
             callback()
         asyncio.ensure_future(later())
 
+    def upgrade(self, protocol_factory: Callable[[], Any], headers: list[tuple[str, str]] | None = None):
+        """Extended CONNECT (RFC 8441): answer 200 with ``headers`` and carry ``protocol_factory()`` on this
+        stream, its bytes as DATA. Connection-level fields of an HTTP/1.1 upgrade answer (``Upgrade``,
+        ``Connection``, ``Sec-WebSocket-Accept``) are dropped: HTTP/2 has none. Returns the protocol."""
+        if self.state != IDLE:
+            raise RuntimeError("upgrade() after the answer started")
+        if self.closed:
+            raise ClientDisconnected("the stream was reset")
+        if not self.request.upgrade:           # set only for an extended CONNECT (H2Protocol._on_request)
+            raise RuntimeError("only an extended CONNECT stream can carry another protocol")
+        kept = [(n, v) for n, v in headers or [] if n.lower() not in _UPGRADE_ONLY]
+        self.start(200, kept)
+        protocol = protocol_factory()
+        self.tunnel = StreamTransport(self, protocol)
+        protocol.connection_made(self.tunnel)
+        return protocol
+
     # -- from the protocol ----------------------------------------------------------------------
     def reset(self) -> None:
         """The client reset the stream (or the connection went away)."""
@@ -187,3 +207,5 @@ class H2Exchange(BaseExchange):
         self.closed = True
         self.request.body.fail(ClientDisconnected("the stream was reset"))
         self.outbox.wake(ClientDisconnected("the stream was reset"))
+        if self.tunnel is not None:
+            self.tunnel.lost()

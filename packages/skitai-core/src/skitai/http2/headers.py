@@ -34,6 +34,8 @@ def check_request(items, trailers: bool = False) -> tuple[dict[str, str], list[t
         method = pseudo.get(":method")
         if not method or (method != "CONNECT" and (not pseudo.get(":path") or ":scheme" not in pseudo)):
             raise ValueError("a required pseudo-header is missing")
+        if ":protocol" in pseudo and (method != "CONNECT" or not pseudo.get(":path") or ":scheme" not in pseudo):
+            raise ValueError(":protocol needs CONNECT with :path and :scheme (RFC 8441 4)")
         if ":authority" in pseudo and not any(n == "host" for n, _ in headers):
             headers.append(("host", pseudo[":authority"]))
     return pseudo, headers

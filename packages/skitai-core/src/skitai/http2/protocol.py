@@ -143,6 +143,7 @@ class H2Protocol(asyncio.Protocol):
             SettingCodes.HEADER_TABLE_SIZE: limits.h2_header_table_size,
             SettingCodes.INITIAL_WINDOW_SIZE: limits.h2_window_size,
             SettingCodes.ENABLE_PUSH: 0,
+            SettingCodes.ENABLE_CONNECT_PROTOCOL: 1 if limits.h2_websocket else 0,     # RFC 8441
         })
         # the decoder limits apply before the client acknowledges our SETTINGS
         self.conn.decoder.max_header_list_size = limits.h2_max_header_list_size
@@ -218,14 +219,24 @@ class H2Protocol(asyncio.Protocol):
             self.conn.reset_stream(sid, ErrorCodes.PROTOCOL_ERROR)
             return
         authority = pseudo.get(":authority") or next((v for n, v in headers if n == "host"), None)
+        method, upgrade = pseudo.get(":method", "GET"), ""
+        if ":protocol" in pseudo:          # extended CONNECT (RFC 8441): the stream will carry a protocol
+            upgrade = pseudo[":protocol"].lower()
+            if not self.limits.h2_websocket:    # not offered in our SETTINGS
+                self.conn.reset_stream(sid, ErrorCodes.PROTOCOL_ERROR)
+                return
+            if upgrade != "websocket":
+                self.conn.send_headers(sid, [(":status", "501")], end_stream=True)
+                return
+            method = "GET"                 # the app sees the GET it would see on HTTP/1.1
         ended = event.stream_ended is not None
-        body = EMPTY_BODY if ended else Body(self.loop, self.limits.max_body_size,
-                                             on_drain=lambda: self._credit(sid))
+        body = EMPTY_BODY if ended or upgrade else Body(self.loop, self.limits.max_body_size,
+                                                        on_drain=lambda: self._credit(sid))
         self.req_no += 1
-        request = Request(pseudo.get(":method", "GET"), pseudo.get(":path", "/"), "2", Headers(headers),
+        request = Request(method, pseudo.get(":path", "/"), "2", Headers(headers),
                           scheme=self.scheme, host=host_without_port(authority or ""), client=self.client,
                           server=self.server, body=body, started=time.monotonic(), conn_no=self.conn_no,
-                          req_no=self.req_no)
+                          req_no=self.req_no, upgrade=upgrade)
         self._start_exchange(sid, request)
 
     def _start_exchange(self, sid: int, request: Request, pushed: bool = False) -> None:
@@ -257,6 +268,9 @@ class H2Protocol(asyncio.Protocol):
     def _on_data(self, event: DataReceived) -> None:
         ex = self.exchanges.get(event.stream_id)
         size = event.flow_controlled_length
+        if ex is not None and ex.tunnel is not None:
+            ex.tunnel.feed(event.data, size)
+            return
         if ex is None or ex.request.body is EMPTY_BODY:
             self.conn.acknowledge_received_data(size, event.stream_id)
             return
@@ -290,6 +304,8 @@ class H2Protocol(asyncio.Protocol):
         ex = self.exchanges.get(event.stream_id)
         if ex is not None:
             ex.request.body.feed_eof()
+            if ex.tunnel is not None:
+                ex.tunnel.peer_ended()
 
     def _on_trailers(self, event: TrailersReceived) -> None:
         ex = self.exchanges.get(event.stream_id)

@@ -2,6 +2,8 @@
 
 Only what the RFC asks: ``Sec-WebSocket-Key`` and version 13. ``Origin`` is optional (non-browser clients
 send none); ``Limits.ws_origins`` turns on an allow-list. No obsolete ``WebSocket-Location`` headers.
+Over HTTP/2 (RFC 8441: extended CONNECT, checked by the HTTP/2 layer) there is no key, no ``Connection``
+and no accept token: the version, the origin policy and the extensions are all that is left.
 """
 from __future__ import annotations
 
@@ -33,23 +35,26 @@ def is_upgrade(headers) -> bool:
     return "websocket" in (headers.get("upgrade") or "").lower()
 
 
-def accept(headers, limits) -> Accepted:
-    """Check the request headers and build the 101 headers, or raise ``HandshakeError``."""
-    if "upgrade" not in (headers.get("connection") or "").lower():
+def accept(headers, limits, over_h2: bool = False) -> Accepted:
+    """Check the request headers and build the answer's headers (101 on HTTP/1.1, 200 on an HTTP/2
+    stream), or raise ``HandshakeError``."""
+    if not over_h2 and "upgrade" not in (headers.get("connection") or "").lower():
         raise HandshakeError(400, "Connection: Upgrade is missing")
     if (headers.get("sec-websocket-version") or "").strip() != "13":
         raise HandshakeError(426, "only WebSocket version 13 is supported", [("Sec-WebSocket-Version", "13")])
-    key = (headers.get("sec-websocket-key") or "").strip()
-    try:
-        if len(base64.b64decode(key, validate=True)) != 16:
-            raise ValueError
-    except (ValueError, binascii.Error):
-        raise HandshakeError(400, "Sec-WebSocket-Key is missing or invalid") from None
+    out: list[tuple[str, str]] = []
+    if not over_h2:
+        key = (headers.get("sec-websocket-key") or "").strip()
+        try:
+            if len(base64.b64decode(key, validate=True)) != 16:
+                raise ValueError
+        except (ValueError, binascii.Error):
+            raise HandshakeError(400, "Sec-WebSocket-Key is missing or invalid") from None
+        out = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
+               ("Sec-WebSocket-Accept", generate_accept_token(key.encode()).decode())]
     origins = limits.ws_origins
     if origins and headers.get("origin") not in origins:
         raise HandshakeError(403, "this Origin is not allowed")
-    out = [("Upgrade", "websocket"), ("Connection", "Upgrade"),
-           ("Sec-WebSocket-Accept", generate_accept_token(key.encode()).decode())]
     extensions: list[Extension] = []
     offers = headers.getall("sec-websocket-extensions")
     if limits.ws_deflate and offers:

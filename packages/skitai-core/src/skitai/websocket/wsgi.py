@@ -179,7 +179,7 @@ async def serve_websocket(exchange: Any, app: Callable, env: dict, executor: Any
     the INIT call, then ``exchange.upgrade()`` to a ``WebSocketProtocol`` running the chosen design."""
     limits = exchange.config.limits
     try:
-        accepted = accept(exchange.request.headers, limits)
+        accepted = accept(exchange.request.headers, limits, over_h2=exchange.request.version == "2")
     except HandshakeError as e:
         exchange.respond(e.status, e.headers + [("Content-Type", "text/html; charset=utf-8")],
                          error_page(e.status, e.detail))
