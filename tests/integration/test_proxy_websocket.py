@@ -105,3 +105,27 @@ def test_a_member_refusing_the_upgrade_is_passed_on():
             wsc.connect(f"ws://127.0.0.1:{f.port}/search/x?status=403", open_timeout=5)
     assert info.value.response.status_code == 403
     assert json.loads(info.value.response.body)["path"] == "/x"
+
+
+def test_a_websocket_over_http2_is_tunnelled_to_an_http11_member(proxied):
+    """RFC 8441 on the client's side (a stream of an h2c connection), RFC 6455 to the member."""
+    from wsproto.frame_protocol import Opcode
+
+    from tests.skitai_core.h2ws_support import H2Client, WSStream
+    f, member, dead = proxied
+    for _ in range(5):                        # the dead member may be tried first: that costs a 502
+        c = H2Client(f.port)
+        ws = WSStream(c, "/search/chat?room=2")
+        head = ws.answer()
+        if head.get(":status") == "200":
+            break
+    assert head[":status"] == "200" and "sec-websocket-accept" not in head
+    opcode, hello = ws.recv()
+    assert opcode is Opcode.TEXT and json.loads(hello)["path"] == "/chat?room=2"
+    ws.send("over h2")
+    assert ws.recv() == (Opcode.TEXT, "over h2")
+    big = bytes(range(256)) * 4096                 # 1 MiB each way, under both flow controls
+    ws.send(big)
+    assert ws.recv(timeout=10) == (Opcode.BINARY, big)
+    headers, body = c.response(c.request("/"))     # the same connection still serves plain requests
+    assert headers[":status"] == "200"

@@ -7,6 +7,7 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.exceptions
+from wsproto.frame_protocol import CloseReason, FrameProtocol, Opcode
 
 from skitai.http2 import hooks
 from tests.support.server import ServerThread
@@ -178,3 +179,75 @@ def ws_events(sock, rest: bytes = b"", timeout: float = 3.0, until=None) -> list
         conn.receive_data(data)
         events.extend(conn.events())
     return events
+
+
+class WSStream:
+    """One WebSocket on one stream of an ``H2Client``."""
+
+    def __init__(self, client: H2Client, path: str = "/ws", headers=()) -> None:
+        self.client = client
+        self.frames = FrameProtocol(client=True, extensions=[])
+        self.sid = client.conn.get_next_available_stream_id()
+        client.conn.send_headers(self.sid, [(":method", "CONNECT"), (":protocol", "websocket"),
+                                            (":scheme", "http"), (":path", path), (":authority", "localhost"),
+                                            ("sec-websocket-version", "13"), *headers])
+        client.flush()
+        self.seen = 0
+
+    def answer(self) -> dict:
+        def mine(e):
+            return getattr(e, "stream_id", None) == self.sid and isinstance(
+                e, (h2.events.ResponseReceived, h2.events.StreamReset))
+        if not any(mine(e) for e in self.client.events):
+            self.client.read(mine)
+        for e in self.client.events:
+            if mine(e):
+                return dict(e.headers) if isinstance(e, h2.events.ResponseReceived) else {"reset": e.error_code}
+        raise AssertionError("no answer")
+
+    def send(self, message, opcode=None) -> None:
+        data = self.frames.close(CloseReason.NORMAL_CLOSURE) if opcode is Opcode.CLOSE else \
+            self.frames.ping(message) if opcode is Opcode.PING else self.frames.send_data(message)
+        data, conn = bytes(data), self.client.conn
+        while data:                         # as the windows allow: wait for WINDOW_UPDATEs when shut
+            window = min(conn.local_flow_control_window(self.sid), conn.max_outbound_frame_size)
+            if window <= 0:
+                self.client.read(lambda e: isinstance(e, h2.events.WindowUpdated))
+                continue
+            conn.send_data(self.sid, data[:window])
+            data = data[window:]
+            self.client.flush()
+
+    def recv(self, timeout: float = 5.0):
+        """The next WebSocket message (or control frame) of this stream: (opcode, payload)."""
+        parts: list = []
+        while True:
+            for frame in self.frames.received_frames():
+                parts.append(frame.payload)
+                if frame.message_finished:
+                    payload = parts[0] if len(parts) == 1 else type(parts[0])().join(parts)
+                    return frame.opcode, payload
+            ev = self._next_data(timeout)
+            if ev is None:
+                raise TimeoutError("no frame")
+            self.frames.receive_bytes(ev)
+
+    def _next_data(self, timeout: float):
+        def data_of_mine(e):
+            return isinstance(e, h2.events.DataReceived) and e.stream_id == self.sid
+        while True:
+            mine = [e for e in self.client.events if data_of_mine(e)]
+            if len(mine) > self.seen:
+                self.seen += 1
+                return mine[self.seen - 1].data
+            before = len(self.client.events)
+            self.client.read(data_of_mine, timeout)
+            if len(self.client.events) == before:
+                return None
+
+    def ended(self, timeout: float = 5.0) -> bool:
+        def end(e):
+            return isinstance(e, (h2.events.StreamEnded, h2.events.StreamReset)) and e.stream_id == self.sid
+        if not any(end(e) for e in self.client.events):
+            self.client.read(end, timeout)
+        return any(end(e) for e in self.client.events)

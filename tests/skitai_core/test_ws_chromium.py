@@ -5,6 +5,7 @@ Driven over the Chrome DevTools protocol with the ``websockets`` client; skipped
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -17,6 +18,8 @@ import urllib.request
 
 import pytest
 import websockets.sync.client as wsc
+
+import skitai
 
 from tests.support.apps import app_process
 from tests.support.net import free_port
@@ -62,13 +65,15 @@ def wait_for(fn, timeout: float = 10.0):
     return fn()
 
 
-def test_two_tabs_chat():
+@contextlib.contextmanager
+def browser(*flags: str):
+    """Headless Chromium with a fresh profile; yields its DevTools websocket URL."""
     port = free_port()
     profile = tempfile.mkdtemp(prefix="skitai-chromium-")
     proc = subprocess.Popen(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-         f"--user-data-dir={profile}", f"--remote-debugging-port={port}", "about:blank"],
+         f"--user-data-dir={profile}", f"--remote-debugging-port={port}", *flags, "about:blank"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         def version():
@@ -79,27 +84,74 @@ def test_two_tabs_chat():
                 return None
         info = wait_for(version, 20)
         assert info, "chromium did not open its DevTools port"
-        with app_process("examples/websocket/app.py") as srv:
-            cdp = CDP(info["webSocketDebuggerUrl"])
-            lines = "Array.from(document.querySelectorAll('#display li')).map(e => e.textContent)"
-
-            def said(tab, text):
-                return any(line.endswith(" Said: " + text) for line in cdp.js(tab, lines) or [])
-
-            alice = cdp.tab(f"http://127.0.0.1:{srv.port}/?name=alice")
-            bob = cdp.tab(f"http://127.0.0.1:{srv.port}/?name=bob")
-            for tab in (alice, bob):
-                assert wait_for(lambda t=tab: "CONNECTED" in (cdp.js(t, lines) or []))
-            cdp.js(alice, "document.getElementById('mymsg').value = 'hello bob'; talk();")
-            assert wait_for(lambda: said(bob, "alice: hello bob"))
-            cdp.js(bob, "document.getElementById('mymsg').value = 'hi alice'; talk();")
-            assert wait_for(lambda: said(alice, "bob: hi alice"))
-            assert said(alice, "alice: hello bob")              # the sender sees the broadcast too
-            cdp.ws.close()
+        yield info["webSocketDebuggerUrl"]
     finally:
         stop_browser(proc)
         remove_tree(profile)
         assert not os.path.exists(profile)
+
+
+def test_two_tabs_chat():
+    with browser() as devtools, app_process("examples/websocket/app.py") as srv:
+        cdp = CDP(devtools)
+        lines = "Array.from(document.querySelectorAll('#display li')).map(e => e.textContent)"
+
+        def said(tab, text):
+            return any(line.endswith(" Said: " + text) for line in cdp.js(tab, lines) or [])
+
+        alice = cdp.tab(f"http://127.0.0.1:{srv.port}/?name=alice")
+        bob = cdp.tab(f"http://127.0.0.1:{srv.port}/?name=bob")
+        for tab in (alice, bob):
+            assert wait_for(lambda t=tab: "CONNECTED" in (cdp.js(t, lines) or []))
+        cdp.js(alice, "document.getElementById('mymsg').value = 'hello bob'; talk();")
+        assert wait_for(lambda: said(bob, "alice: hello bob"))
+        cdp.js(bob, "document.getElementById('mymsg').value = 'hi alice'; talk();")
+        assert wait_for(lambda: said(alice, "bob: hi alice"))
+        assert said(alice, "alice: hello bob")              # the sender sees the broadcast too
+        cdp.ws.close()
+
+
+PAGE = b"""<!doctype html><title>-</title><script>
+const ws = new WebSocket("wss://" + location.host + "/ws");
+const got = [];
+ws.onmessage = (e) => { got.push(e.data); document.title = got.join("|"); };
+ws.onopen = () => { ws.send("one"); ws.send("two"); };
+</script>"""
+
+
+def h2_page_app(environ, start_response):
+    event = environ.get("websocket.event")
+    if environ["PATH_INFO"] != "/ws":
+        start_response("200 OK", [("Content-Type", "text/html")] if environ["PATH_INFO"] == "/" else [])
+        return [PAGE] if environ["PATH_INFO"] == "/" else []
+    if event == skitai.WS_EVT_INIT:
+        environ["websocket.config"] = (skitai.WS_SIMPLE, 60, ("m",))
+    if event is not None:
+        start_response("200 OK", [])
+        return []
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"{environ['websocket.message']} over {environ['SERVER_PROTOCOL']}".encode()]
+
+
+def test_websocket_over_http2_in_chromium(tmp_path):
+    """Over https the page comes by HTTP/2, and Chromium opens its WebSocket on a stream of that same
+    connection (RFC 8441) because our SETTINGS offer extended CONNECT."""
+    trustme = pytest.importorskip("trustme")
+    from skitai.config import Config
+    from skitai.tls import make_ssl_context
+    from tests.skitai_core.h2ws_support import h2_server
+    leaf = trustme.CA().issue_cert("127.0.0.1")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_bytes(b"".join(b.bytes() for b in leaf.cert_chain_pems))
+    key.write_bytes(leaf.private_key_pem.bytes())
+    ctx = make_ssl_context(Config(certfile=str(cert), keyfile=str(key)))
+    with browser("--ignore-certificate-errors") as devtools, \
+            h2_server(app=h2_page_app, threads=2, ssl=ctx) as srv:
+        cdp = CDP(devtools)
+        tab = cdp.tab(f"https://127.0.0.1:{srv.port}/")
+        title = wait_for(lambda: "|" in (cdp.js(tab, "document.title") or "") and cdp.js(tab, "document.title"))
+        assert title == "one over HTTP/2|two over HTTP/2"
+        cdp.ws.close()
 
 
 def stop_browser(proc: subprocess.Popen) -> None:

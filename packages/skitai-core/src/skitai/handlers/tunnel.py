@@ -5,11 +5,14 @@ headers of ``forwarding.request_headers`` plus ``Connection: Upgrade`` and the c
 member answers ``101``, the client gets that answer and both connections become one byte pipe: frames are
 not parsed here, each side's close ends the other, and back-pressure holds both ways (a side that cannot
 keep up pauses reading from the other). Any other answer is passed on as it is and the connection closes.
-Members that cannot be reached fail over like any request (an upgrade is a GET).
+Members that cannot be reached fail over like any request (an upgrade is a GET). A WebSocket that came
+over HTTP/2 (RFC 8441) reaches the member as an HTTP/1.1 upgrade too: its stream is the client's side.
 """
 from __future__ import annotations
 
 import asyncio
+import base64
+import os
 import ssl
 from typing import Any
 
@@ -89,6 +92,10 @@ def request_head(req: Any, target: str, member_host: str, preserve_host: bool) -
     headers = forwarding.request_headers(req.headers.items(), **forward_args(req, member_host, preserve_host))
     headers["connection"] = "Upgrade"
     headers["upgrade"] = req.headers.get("upgrade") or "websocket"
+    if "sec-websocket-key" not in headers:
+        # a WebSocket over HTTP/2 (RFC 8441) has no key; the member speaks RFC 6455 over HTTP/1.1 and wants
+        # one. Frames are the same on both, so the tunnel needs nothing else (our 200 drops its Accept).
+        headers["sec-websocket-key"] = base64.b64encode(os.urandom(16)).decode()
     lines = [f"{req.method} {target} HTTP/1.1\r\n"] + [f"{k}: {v}\r\n" for k, v in headers.items()]
     return ("".join(lines) + "\r\n").encode("latin-1")
 
