@@ -17,7 +17,7 @@ done
 "$BENCH/setup.sh" || echo "run.sh: setup.sh reported a problem; measuring what can be measured" >&2
 ulimit -n 65536 2>/dev/null || ulimit -n 8192 2>/dev/null || true   # wrk -c1000 needs the descriptors
 
-export BENCH_COMMAND="tools/bench/run.sh${*:+ $*}${BENCH_DURATION:+ (BENCH_DURATION=$BENCH_DURATION)}"
+export BENCH_COMMAND="${BENCH_DURATION:+BENCH_DURATION=$BENCH_DURATION }${BENCH_ROUNDS:+BENCH_ROUNDS=$BENCH_ROUNDS }tools/bench/run.sh${*:+ $*}"
 PY="$ROOT/.venv/bin/python"
 for g in "${groups[@]}"; do
   echo "== $g"
