@@ -240,3 +240,44 @@ def test_a_stream_that_never_opens_its_window_is_reset():
         c.flush()
         headers, body = c.response(c.request("/plain"))
         assert headers[":status"] == "200"
+
+
+def test_server_shutdown_goaway_then_1001_on_the_stream(srv):
+    """As ``run()`` stops: GOAWAY (the connection takes no new streams), then every WebSocket closes with
+    1001; once the client answers the close, the stream ends and the connection closes."""
+    from skitai.http2 import goaway_all
+    from skitai.websocket.protocol import close_all
+
+    c = H2Client(srv.port)
+    ws = WSStream(c)
+    assert ws.answer()[":status"] == "200"
+    ws.send("still open")
+    assert ws.recv() == (Opcode.TEXT, "echo:still open")
+
+    def stop():
+        goaway_all()
+        close_all()
+    srv.call(stop)
+    # h2 (the client library) stops parsing at GOAWAY, though the streams below it go on (RFC 9113 6.8):
+    # read the raw frames from here
+    from hyperframe.frame import DataFrame, GoAwayFrame
+
+    def frames_of_stream():
+        return [f for f in c.frames() if isinstance(f, DataFrame) and f.stream_id == ws.sid]
+    before = len(frames_of_stream())
+    for _ in range(50):
+        if len(frames_of_stream()) > before:
+            break
+        c.read(lambda e: True, timeout=0.1)
+    goaway = [f for f in c.frames() if isinstance(f, GoAwayFrame)]
+    assert goaway and goaway[0].error_code == ErrorCodes.NO_ERROR
+    for f in frames_of_stream()[before:]:
+        ws.frames.receive_bytes(f.data)
+    close = next(iter(ws.frames.received_frames()))
+    assert close.opcode is Opcode.CLOSE and close.payload[0] == CloseReason.GOING_AWAY
+    answer = DataFrame(ws.sid, data=bytes(ws.frames.close(CloseReason.GOING_AWAY)))
+    answer.flags.add("END_STREAM")
+    c.sock.sendall(answer.serialize())
+    c.sock.settimeout(5)
+    while c.sock.recv(65536):              # the server closes the connection once the stream is done
+        pass
