@@ -281,3 +281,22 @@ def test_server_shutdown_goaway_then_1001_on_the_stream(srv):
     c.sock.settimeout(5)
     while c.sock.recv(65536):              # the server closes the connection once the stream is done
         pass
+
+
+def test_limits_hold_on_a_stream():
+    """The WebSocket limits are the same over HTTP/2: a message over ws_max_message_size closes with 1009,
+    a bad UTF-8 text with 1007; each ends only its own stream."""
+    with h2_server(app=app, threads=0, ws_max_message_size=1000) as s:
+        c = H2Client(s.port)
+        big, bad, fine = WSStream(c), WSStream(c), WSStream(c)
+        for ws in (big, bad, fine):
+            assert ws.answer()[":status"] == "200"
+        big.send(b"z" * 2000)
+        opcode, (code, _) = big.recv()
+        assert opcode is Opcode.CLOSE and code == CloseReason.MESSAGE_TOO_BIG
+        bad.client.conn.send_data(bad.sid, bytes([0x81, 0x82, 0, 0, 0, 0, 0xC3, 0x28]))  # masked, invalid UTF-8
+        bad.client.flush()
+        opcode, (code, _) = bad.recv()
+        assert opcode is Opcode.CLOSE and code == CloseReason.INVALID_FRAME_PAYLOAD_DATA
+        fine.send("ok")
+        assert fine.recv() == (Opcode.TEXT, "echo:ok")
