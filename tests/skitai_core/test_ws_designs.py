@@ -166,3 +166,34 @@ def test_xmlrpc_encoding(srv):
         ws.send(xmlrpc.client.dumps(([1, 2, 3],)))
         (result,), _ = xmlrpc.client.loads(ws.recv(timeout=10))
         assert result == [2, 4, 6]
+
+
+def test_groupchat_and_dedicate_on_http2_streams():
+    """The designs do not care how the WebSocket came: two group members on streams of one HTTP/2
+    connection plus one on HTTP/1.1 share a room, and WS_DEDICATE's thread talks through a stream."""
+    from wsproto.frame_protocol import Opcode
+
+    from tests.skitai_core.h2ws_support import H2Client, WSStream, h2_server
+    with h2_server(app=app, threads=8) as s:
+        c = H2Client(s.port)
+        a = WSStream(c, "/chat?room_id=h2")
+        assert a.answer()[":status"] == "200"
+        a_id = int(a.recv()[1].split()[1])
+        b = WSStream(c, "/chat?room_id=h2")
+        b.answer()
+        b_id = int(b.recv()[1].split()[1])
+        assert a.recv() == (Opcode.TEXT, f"Client {b_id} has entered")
+        with wsc.connect(f"ws://127.0.0.1:{s.port}/chat?room_id=h2") as h1:
+            h1_id = int(h1.recv(timeout=10).split()[1])
+            assert a.recv()[1] == b.recv()[1] == f"Client {h1_id} has entered"
+            h1.send("from http/1.1")
+            assert a.recv()[1] == b.recv()[1] == h1.recv(timeout=10) == f"Client {h1_id} Said: from http/1.1"
+            a.send(f"to {h1_id}")
+            assert h1.recv(timeout=10) == f"private from {a_id}"
+        talk = WSStream(c, "/websocket/talk?name=streamy")
+        assert talk.answer()[":status"] == "200"
+        assert talk.recv() == (Opcode.TEXT, "hello streamy")
+        talk.send("bye")
+        assert talk.recv() == (Opcode.TEXT, "Bye, have a nice day.bye")
+        opcode, (code, _) = talk.recv()
+        assert opcode is Opcode.CLOSE and code == 1000
