@@ -5,6 +5,7 @@ websocket environ protocol) with threads=0 (the app on the loop, like-for-like w
 target's verdict) and threads=4 (the app on a worker thread: one hop there and one back per message).
 The skitai app reads ``environ["websocket.message"]``, as the peers' handlers get their message object;
 the "Flask-style app" row parses the message out of the query string instead (apps/skitai_ws_echo.py).
+"uvicorn --ws wsproto" is uvicorn on the framing library skitai is held to (its default is websockets').
 One lean client (clients/ws_client.py) for all; ratio to `websockets`.
 
 A third table puts the same 50-client runs in messages per CPU-second of the server process (user +
@@ -31,6 +32,14 @@ def _websockets(port: int) -> Server:
 
 def _uvicorn(port: int) -> Server:
     return servers.uvicorn(port, "asgi3", "asgi_ws_echo:app")
+
+
+def _uvicorn_wsproto(port: int) -> Server:
+    """uvicorn with its wsproto implementation (``--ws wsproto``): the framing library skitai must use."""
+    server = servers.uvicorn(port, "asgi3", "asgi_ws_echo:app")
+    server.name = "uvicorn --ws wsproto"
+    server.argv[1:1] = ["--ws", "wsproto"]
+    return server
 
 
 def _skitai(threads: int, query: bool = False):
@@ -91,6 +100,7 @@ def main() -> None:
         t.measure_all([
             (BASELINE, _measure(_websockets, "/", clients)),
             ("uvicorn", _measure(_uvicorn, "/", clients)),
+            ("uvicorn --ws wsproto", _measure(_uvicorn_wsproto, "/", clients)),
             ("skitai threads=0", _measure(_skitai(0), "/echo", clients)),
             ("skitai threads=4", _measure(_skitai(4), "/echo", clients)),
             ("skitai threads=0 Flask-style app", _measure(_skitai(0, query=True), "/echo", clients)),
