@@ -16,6 +16,8 @@ from h2.errors import ErrorCodes
 
 
 class StreamTransport(asyncio.Transport):
+    """The transport a protocol on an extended CONNECT stream sees (see the module doc)."""
+
     def __init__(self, exchange: Any, protocol: asyncio.Protocol) -> None:
         super().__init__()
         self.exchange = exchange
@@ -70,8 +72,7 @@ class StreamTransport(asyncio.Transport):
         if self.is_closing() or not data:
             return
         ex = self.exchange
-        ex._queue(data)
-        self.h2.pump(ex)
+        ex.send(data)                     # to the outbox, and out as far as the windows allow
         if not self._writing_paused and ex.outbox.size >= ex.outbox.high_water:
             self._writing_paused = True
             self.protocol.pause_writing()
