@@ -112,9 +112,9 @@ def test_two_tabs_chat():
 
 
 PAGE = b"""<!doctype html><title>-</title><script>
-const ws = new WebSocket("wss://" + location.host + "/ws");
+const ws = new WebSocket("wss://" + location.host + "/ws", ["chat"]);
 const got = [];
-ws.onmessage = (e) => { got.push(e.data); document.title = got.join("|"); };
+ws.onmessage = (e) => { got.push(e.data + " " + ws.protocol); document.title = got.join("|"); };
 ws.onopen = () => { ws.send("one"); ws.send("two"); };
 </script>"""
 
@@ -126,6 +126,8 @@ def h2_page_app(environ, start_response):
         return [PAGE] if environ["PATH_INFO"] == "/" else []
     if event == skitai.WS_EVT_INIT:
         environ["websocket.config"] = (skitai.WS_SIMPLE, 60, ("m",))
+        if "chat" in environ["websocket.subprotocols"]:
+            environ["websocket.subprotocol"] = "chat"     # the page asks for it: no answer, no socket
     if event is not None:
         start_response("200 OK", [])
         return []
@@ -135,7 +137,8 @@ def h2_page_app(environ, start_response):
 
 def test_websocket_over_http2_in_chromium(tmp_path):
     """Over https the page comes by HTTP/2, and Chromium opens its WebSocket on a stream of that same
-    connection (RFC 8441) because our SETTINGS offer extended CONNECT."""
+    connection (RFC 8441) because our SETTINGS offer extended CONNECT; the subprotocol the page asks for
+    is the app's answer."""
     trustme = pytest.importorskip("trustme")
     from skitai.config import Config
     from skitai.tls import make_ssl_context
@@ -150,7 +153,7 @@ def test_websocket_over_http2_in_chromium(tmp_path):
         cdp = CDP(devtools)
         tab = cdp.tab(f"https://127.0.0.1:{srv.port}/")
         title = wait_for(lambda: "|" in (cdp.js(tab, "document.title") or "") and cdp.js(tab, "document.title"))
-        assert title == "one over HTTP/2|two over HTTP/2"
+        assert title == "one over HTTP/2 chat|two over HTTP/2 chat"
         cdp.ws.close()
 
 

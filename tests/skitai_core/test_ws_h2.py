@@ -27,6 +27,8 @@ def app(environ, start_response):
         return [b"plain " + environ["REQUEST_METHOD"].encode()]
     if event == skitai.WS_EVT_INIT:
         environ["websocket.config"] = (skitai.WS_SIMPLE, 60, ("message",))
+        if "chat" in environ["websocket.subprotocols"]:
+            environ["websocket.subprotocol"] = "chat"
     if event is not None:
         with events_lock:
             events.append((event, environ["websocket.client"], environ["REQUEST_METHOD"]))
@@ -125,6 +127,12 @@ def test_deflate_is_negotiated_on_a_stream(srv):
     c = H2Client(srv.port)
     ws = WSStream(c, headers=[("sec-websocket-extensions", "permessage-deflate")])
     assert ws.answer()["sec-websocket-extensions"].startswith("permessage-deflate")
+
+
+def test_subprotocol_on_a_stream(srv):
+    c = H2Client(srv.port)
+    ws = WSStream(c, headers=[("sec-websocket-protocol", "superchat, chat")])
+    assert ws.answer()["sec-websocket-protocol"] == "chat"
 
 
 def test_handshake_errors_are_answers(srv):

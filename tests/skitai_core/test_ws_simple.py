@@ -246,3 +246,35 @@ def test_reply_type_follows_the_answer():
                         ws.recv(timeout=0.3)
                 else:
                     assert ws.recv(timeout=10) == want
+
+
+def subprotocol_app(environ, start_response):
+    event = environ.get("websocket.event")
+    if event == skitai.WS_EVT_INIT:
+        environ["websocket.config"] = (skitai.WS_SIMPLE, 60, ("m",))
+        offered = environ["websocket.subprotocols"]
+        wanted = {"/pick": "v1.chat" if "v1.chat" in offered else None, "/wrong": "v9.chat"}.get(
+            environ["PATH_INFO"])
+        if wanted:
+            environ["websocket.subprotocol"] = wanted
+    if event is not None:
+        start_response("200 OK", [])
+        return []
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"{environ['websocket.subprotocol']} {environ['websocket.subprotocols']}".encode()]
+
+
+def test_subprotocol_is_the_apps_choice():
+    with ServerThread(app=subprotocol_app, threads=2) as s:
+        url = f"ws://127.0.0.1:{s.port}"
+        with wsc.connect(url + "/pick", subprotocols=["v2.chat", "v1.chat"]) as ws:
+            assert ws.subprotocol == "v1.chat"
+            ws.send("?")
+            assert ws.recv(timeout=10) == "v1.chat ['v2.chat', 'v1.chat']"
+        with wsc.connect(url + "/none", subprotocols=["v2.chat"]) as ws:
+            assert ws.subprotocol is None                  # none chosen: no header (a browser would fail it)
+            ws.send("?")
+            assert ws.recv(timeout=10) == "None ['v2.chat']"
+        with pytest.raises(InvalidStatus) as e:           # the app chose one the client did not offer
+            wsc.connect(url + "/wrong", subprotocols=["v1.chat"])
+        assert e.value.response.status_code == 500

@@ -35,6 +35,11 @@ def is_upgrade(headers) -> bool:
     return "websocket" in (headers.get("upgrade") or "").lower()
 
 
+def offered_subprotocols(headers) -> list[str]:
+    """The subprotocols the client offers (``Sec-WebSocket-Protocol``), in its order of preference."""
+    return [p.strip() for value in headers.getall("sec-websocket-protocol") for p in value.split(",") if p.strip()]
+
+
 def accept(headers, limits, over_h2: bool = False) -> Accepted:
     """Check the request headers and build the answer's headers (101 on HTTP/1.1, 200 on an HTTP/2
     stream), or raise ``HandshakeError``."""

@@ -8,6 +8,9 @@ encoding ``WS_MSG_JSON``/``WS_MSG_XMLRPC``). An app that sets nothing gets its a
 and already decoded by the encoding, in ``env['websocket.message']``). A non-empty answer is sent back:
 text when the app returned str or a text/JSON/XML content type, binary otherwise.
 ``env['websocket']`` sends from any thread; ``env['websocket.client']`` is the numeric client id.
+During INIT, ``env['websocket.subprotocols']`` lists what the client offers; setting
+``env['websocket.subprotocol']`` to one of them answers it (browsers fail a handshake that offered some and
+got none back).
 
 Frameworks (Saddle's ``was.wsconfig``/``was.wsinit``...) build on exactly these keys.
 """
@@ -24,7 +27,7 @@ from skitai.http.errors import error_page
 
 from . import encoding as enc
 from .designs import DESIGNS, WS_DEDICATE, WS_EVT_INIT, WS_GROUPCHAT, make_session, next_client_id
-from .handshake import HandshakeError, accept
+from .handshake import HandshakeError, accept, offered_subprotocols
 from .protocol import WebSocketProtocol
 
 log = logging.getLogger("skitai.websocket")
@@ -190,13 +193,16 @@ async def serve_websocket(exchange: Any, app: Callable, env: dict, executor: Any
     env.pop("HTTP_UPGRADE", None)
     env["websocket.event"] = WS_EVT_INIT
     env["websocket.client"] = client_id
+    env["websocket.subprotocols"] = offered = offered_subprotocols(exchange.request.headers)
     env.pop("websocket.config", None)
+    env.pop("websocket.subprotocol", None)
     loop = asyncio.get_running_loop()
     if executor is None:
         status, headers, items = call_app(app, env)
     else:
         status, headers, items = await in_pool(loop, executor, call_app, app, env)
     value = env.pop("websocket.config", None)
+    chosen = env.pop("websocket.subprotocol", None)
     env.pop("websocket.event", None)
     if value is None:                      # not a websocket route: its plain HTTP answer
         body = b"".join(i.encode("utf-8") if isinstance(i, str) else i for i in items)
@@ -205,6 +211,8 @@ async def serve_websocket(exchange: Any, app: Callable, env: dict, executor: Any
         return
     try:
         cfg = WSConfig(value)
+        if chosen is not None and chosen not in offered:
+            raise ValueError(f"websocket.subprotocol {chosen!r} is not one the client offered ({offered})")
     except ValueError as e:
         log.error("%s %s: %s", exchange.request.method, exchange.request.path, e)
         exchange.error(500, str(e))
@@ -216,7 +224,9 @@ async def serve_websocket(exchange: Any, app: Callable, env: dict, executor: Any
     session, sender = make_session(cfg.spec, handler, client_id, cfg.encoding,
                                    None if cfg.spec == WS_DEDICATE else executor, limits, key)
     env["websocket"] = sender
+    env["websocket.subprotocol"] = chosen
+    answer = accepted.headers + ([("Sec-WebSocket-Protocol", chosen)] if chosen else [])
     threaded = executor is not None or cfg.spec == WS_DEDICATE      # replies come from worker threads
     exchange.upgrade(lambda: WebSocketProtocol(session, limits, accepted.extensions, cfg.timeout, loop,
                                                direct_writes=threaded and limits.ws_direct_writes),
-                     headers=accepted.headers)
+                     headers=answer)
