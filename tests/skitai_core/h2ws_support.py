@@ -9,6 +9,7 @@ import h2.events
 import h2.exceptions
 from wsproto.frame_protocol import CloseReason, FrameProtocol, Opcode
 
+import skitai
 from skitai.http2 import hooks
 from tests.support.server import ServerThread
 
@@ -20,6 +21,28 @@ def h2_server(dispatch=None, **kw) -> ServerThread:
     srv.upgrades = {**h["upgrades"], **(srv.upgrades or {})}
     srv.h2_prior_knowledge = h["h2_prior_knowledge"]
     return srv
+
+
+def ws_app(on_message, config=(skitai.WS_SIMPLE, 60, ("m",)), on_init=None, on_event=None, plain=None):
+    """A WSGI app on the websocket environ protocol: INIT sets ``websocket.config`` (then
+    ``on_init(environ)``); every event gets an empty answer (after ``on_event(environ, event)``); each
+    message is ``on_message(environ, start_response)``. ``plain(environ, start_response)`` answers the
+    requests that are not WebSockets (paths other than ``/ws*``) when given."""
+    def app(environ, start_response):
+        if plain is not None and not environ.get("PATH_INFO", "").startswith("/ws"):
+            return plain(environ, start_response)
+        event = environ.get("websocket.event")
+        if event == skitai.WS_EVT_INIT:
+            environ["websocket.config"] = config
+            if on_init is not None:
+                on_init(environ)
+        if event is not None:
+            if on_event is not None:
+                on_event(environ, event)
+            start_response("200 OK", [])
+            return []
+        return on_message(environ, start_response)
+    return app
 
 
 class H2Client:

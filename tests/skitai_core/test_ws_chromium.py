@@ -19,8 +19,6 @@ import urllib.request
 import pytest
 import websockets.sync.client as wsc
 
-import skitai
-
 from tests.support.apps import app_process
 from tests.support.net import free_port
 
@@ -119,18 +117,18 @@ ws.onopen = () => { ws.send("one"); ws.send("two"); };
 </script>"""
 
 
-def h2_page_app(environ, start_response):
-    event = environ.get("websocket.event")
-    if environ["PATH_INFO"] != "/ws":
-        start_response("200 OK", [("Content-Type", "text/html")] if environ["PATH_INFO"] == "/" else [])
-        return [PAGE] if environ["PATH_INFO"] == "/" else []
-    if event == skitai.WS_EVT_INIT:
-        environ["websocket.config"] = (skitai.WS_SIMPLE, 60, ("m",))
-        if "chat" in environ["websocket.subprotocols"]:
-            environ["websocket.subprotocol"] = "chat"     # the page asks for it: no answer, no socket
-    if event is not None:
-        start_response("200 OK", [])
-        return []
+def page(environ, start_response):
+    found = environ["PATH_INFO"] == "/"
+    start_response("200 OK" if found else "404 Not Found", [("Content-Type", "text/html")])
+    return [PAGE if found else b""]
+
+
+def choose_chat(environ):
+    if "chat" in environ["websocket.subprotocols"]:
+        environ["websocket.subprotocol"] = "chat"     # the page asks for it: no answer, no socket
+
+
+def tell_protocol(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [f"{environ['websocket.message']} over {environ['SERVER_PROTOCOL']}".encode()]
 
@@ -142,14 +140,14 @@ def test_websocket_over_http2_in_chromium(tmp_path):
     trustme = pytest.importorskip("trustme")
     from skitai.config import Config
     from skitai.tls import make_ssl_context
-    from tests.skitai_core.h2ws_support import h2_server
+    from tests.skitai_core.h2ws_support import h2_server, ws_app
     leaf = trustme.CA().issue_cert("127.0.0.1")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert.write_bytes(b"".join(b.bytes() for b in leaf.cert_chain_pems))
     key.write_bytes(leaf.private_key_pem.bytes())
     ctx = make_ssl_context(Config(certfile=str(cert), keyfile=str(key)))
     with browser("--ignore-certificate-errors") as devtools, \
-            h2_server(app=h2_page_app, threads=2, ssl=ctx) as srv:
+            h2_server(app=ws_app(tell_protocol, on_init=choose_chat, plain=page), threads=2, ssl=ctx) as srv:
         cdp = CDP(devtools)
         tab = cdp.tab(f"https://127.0.0.1:{srv.port}/")
         title = wait_for(lambda: "|" in (cdp.js(tab, "document.title") or "") and cdp.js(tab, "document.title"))

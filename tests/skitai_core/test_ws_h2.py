@@ -14,26 +14,28 @@ from h2.errors import ErrorCodes
 from wsproto.frame_protocol import CloseReason, Opcode
 
 import skitai
-from tests.skitai_core.h2ws_support import H2Client, WSStream, h2_server
+from tests.skitai_core.h2ws_support import H2Client, WSStream, h2_server, ws_app
 
 events: list = []
 events_lock = threading.Lock()
 
 
-def app(environ, start_response):
-    event = environ.get("websocket.event")
-    if environ.get("PATH_INFO") == "/plain":
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return [b"plain " + environ["REQUEST_METHOD"].encode()]
-    if event == skitai.WS_EVT_INIT:
-        environ["websocket.config"] = (skitai.WS_SIMPLE, 60, ("message",))
-        if "chat" in environ["websocket.subprotocols"]:
-            environ["websocket.subprotocol"] = "chat"
-    if event is not None:
-        with events_lock:
-            events.append((event, environ["websocket.client"], environ["REQUEST_METHOD"]))
-        start_response("200 OK", [])
-        return []
+def plain(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"plain " + environ["REQUEST_METHOD"].encode()]
+
+
+def choose_chat(environ):
+    if "chat" in environ["websocket.subprotocols"]:
+        environ["websocket.subprotocol"] = "chat"
+
+
+def record(environ, event):
+    with events_lock:
+        events.append((event, environ["websocket.client"], environ["REQUEST_METHOD"]))
+
+
+def echo(environ, start_response):
     message = environ["websocket.message"]
     if isinstance(message, bytes):
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
@@ -42,6 +44,9 @@ def app(environ, start_response):
     if message == "two":
         environ["websocket"].send("first")
     return [("echo:" + message).encode()]
+
+
+app = ws_app(echo, (skitai.WS_SIMPLE, 60, ("message",)), on_init=choose_chat, on_event=record, plain=plain)
 
 
 @pytest.fixture(params=[0, 4], ids=["threads=0", "threads=4"])
@@ -176,20 +181,15 @@ def test_switched_off_it_is_not_offered_and_refused():
         assert resets and resets[0].error_code == ErrorCodes.PROTOCOL_ERROR
 
 
-def big_app(environ, start_response):
-    if environ.get("PATH_INFO") == "/plain":
-        return app(environ, start_response)
-    event = environ.get("websocket.event")
-    if event == skitai.WS_EVT_INIT:
-        environ["websocket.config"] = (skitai.WS_SIMPLE, 60, ("message",))
-    if event is not None:
-        start_response("200 OK", [])
-        return []
+def sized(environ, start_response):
     message = environ["websocket.message"]           # "N": answer N bytes; bytes: answer their length
     start_response("200 OK", [("Content-Type", "application/octet-stream")])
     if isinstance(message, str):
         return [b"x" * int(message)]
     return [str(len(message)).encode()]
+
+
+big_app = ws_app(sized, plain=plain)
 
 
 @pytest.mark.parametrize("threads", [0, 4])

@@ -11,7 +11,7 @@ from flask import Flask, request
 from websockets.exceptions import InvalidStatus
 
 import skitai
-from tests.skitai_core.h2ws_support import ws_raw
+from tests.skitai_core.h2ws_support import ws_app, ws_raw
 from tests.support.server import ServerThread
 
 flask_app = Flask(__name__)
@@ -51,14 +51,8 @@ def direct():
     return ""
 
 
-def raw_app(environ, start_response):
-    """A plain WSGI app: random delays must not reorder the replies of one connection."""
-    event = environ.get("websocket.event")
-    if event == skitai.WS_EVT_INIT:
-        environ["websocket.config"] = (skitai.WS_SIMPLE, 60, ("m",))
-    if event is not None:
-        start_response("200 OK", [])
-        return []
+def reverse_or_echo(environ, start_response):
+    """Random delays must not reorder the replies of one connection."""
     message = environ["websocket.message"]
     if isinstance(message, bytes):
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
@@ -66,6 +60,9 @@ def raw_app(environ, start_response):
     time.sleep(random.random() / 100)
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [message.encode()]
+
+
+raw_app = ws_app(reverse_or_echo)       # a plain WSGI app
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +112,7 @@ def test_not_a_websocket_route_keeps_its_http_answer(srv):
 @pytest.mark.parametrize("extra,status", [
     ("", 101),
     ("Sec-WebSocket-Version: 8\r\n", 426),
+    ("Sec-WebSocket-Extensions: permessage-deflate\u00e9\r\n", 400),      # not ASCII: a 400, not a crash
 ])
 def test_handshake_checks(srv, extra, status):
     sock, head, _ = ws_raw(srv.port, "/websocket/echo", extra)
@@ -197,14 +195,12 @@ def test_form_quote_is_quote_plus():
 
 
 def test_threads_zero_handler_error_keeps_the_connection():
-    def app(environ, start_response):
-        event = environ.get("websocket.event")
-        if event == skitai.WS_EVT_INIT:
-            environ["websocket.config"] = (skitai.WS_SIMPLE, 60, ("m",))
-        if event is None and environ["websocket.message"] == "boom":
+    def boom_or_echo(environ, start_response):
+        if environ["websocket.message"] == "boom":
             raise RuntimeError("the app failed")
         start_response("200 OK", [("Content-Type", "text/plain")])
-        return [] if event is not None else [environ["websocket.message"].encode()]
+        return [environ["websocket.message"].encode()]
+    app = ws_app(boom_or_echo)
 
     with ServerThread(app=app, threads=0) as s, wsc.connect(f"ws://127.0.0.1:{s.port}/") as ws:
         ws.send("boom")
@@ -214,13 +210,7 @@ def test_threads_zero_handler_error_keeps_the_connection():
 
 def test_reply_type_follows_the_answer():
     """One bytes item: text frame for text types (and no type), binary otherwise; str items are text."""
-    def app(environ, start_response):
-        event = environ.get("websocket.event")
-        if event == skitai.WS_EVT_INIT:
-            environ["websocket.config"] = (skitai.WS_SIMPLE, 60, ("m",))
-        if event is not None:
-            start_response("200 OK", [])
-            return []
+    def by_kind(environ, start_response):
         kind = environ["websocket.message"]
         headers = {"json": [("Content-Type", "application/json")], "none": [],
                    "bin": [("content-type", "image/png")]}.get(kind, [("Content-Type", "text/plain")])
@@ -234,6 +224,7 @@ def test_reply_type_follows_the_answer():
         if kind == "latin":                       # a text type but not UTF-8: sent as it is, binary
             return [b"\xff\xfe"]
         return [b'{"a": 1}' if kind == "json" else kind.encode()]
+    app = ws_app(by_kind)
 
     for threads in (0, 2):
         with ServerThread(app=app, threads=threads) as s, wsc.connect(f"ws://127.0.0.1:{s.port}/") as ws:
@@ -248,20 +239,19 @@ def test_reply_type_follows_the_answer():
                     assert ws.recv(timeout=10) == want
 
 
-def subprotocol_app(environ, start_response):
-    event = environ.get("websocket.event")
-    if event == skitai.WS_EVT_INIT:
-        environ["websocket.config"] = (skitai.WS_SIMPLE, 60, ("m",))
-        offered = environ["websocket.subprotocols"]
-        wanted = {"/pick": "v1.chat" if "v1.chat" in offered else None, "/wrong": "v9.chat"}.get(
-            environ["PATH_INFO"])
-        if wanted:
-            environ["websocket.subprotocol"] = wanted
-    if event is not None:
-        start_response("200 OK", [])
-        return []
+def choose_subprotocol(environ):
+    offered = environ["websocket.subprotocols"]
+    wanted = {"/pick": "v1.chat" if "v1.chat" in offered else None, "/wrong": "v9.chat"}.get(environ["PATH_INFO"])
+    if wanted:
+        environ["websocket.subprotocol"] = wanted
+
+
+def tell_subprotocol(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [f"{environ['websocket.subprotocol']} {environ['websocket.subprotocols']}".encode()]
+
+
+subprotocol_app = ws_app(tell_subprotocol, on_init=choose_subprotocol)
 
 
 def test_subprotocol_is_the_apps_choice():

@@ -9,6 +9,7 @@ import pytest
 import websockets.sync.client as wsc
 
 import skitai
+from tests.skitai_core.h2ws_support import ws_app
 from tests.support.server import ServerThread
 
 
@@ -17,14 +18,9 @@ SLOW_GATE = threading.Event()                          # ... and may answer
 
 
 def make_app():
-    def app(environ, start_response):
-        event = environ.get("websocket.event")
-        if event == skitai.WS_EVT_INIT:
-            environ["websocket.config"] = (skitai.WS_THREADSAFE, 60, ("m",))
+    def on_message(environ, start_response):
         start_response("200 OK", [("Content-Type", "text/plain")])
-        message = environ.get("websocket.message")
-        if event is not None:
-            return []
+        message = environ["websocket.message"]
         if message.startswith("slow"):               # the worker holds the reply until the test says so
             SLOW_ENTERED.set()
             SLOW_GATE.wait(10)
@@ -44,7 +40,7 @@ def make_app():
                 w.join()
             return [b"burst done"]
         return [message.encode()]
-    return app
+    return ws_app(on_message, (skitai.WS_THREADSAFE, 60, ("m",)))
 
 
 def reply_time_while_loop_blocked(srv, scheme: str = "ws", **connect) -> float:
@@ -112,18 +108,15 @@ def test_concurrent_senders_keep_frames_whole_and_ordered(size, uvloop):
 
 
 def test_close_from_a_worker_comes_after_its_sends():
-    def app(environ, start_response):
-        event = environ.get("websocket.event")
-        if event == skitai.WS_EVT_INIT:
-            environ["websocket.config"] = (skitai.WS_SIMPLE, 60, ("m",))
+    def sends_then_closes(environ, start_response):
         start_response("200 OK", [])
-        if event is None:
-            ws = environ["websocket"]
-            for i in range(50):
-                ws.send(f"n{i}")
-            ws.close(4005, "bye")
-            ws.send("never")                                # after the close: dropped
+        ws = environ["websocket"]
+        for i in range(50):
+            ws.send(f"n{i}")
+        ws.close(4005, "bye")
+        ws.send("never")                                    # after the close: dropped
         return []
+    app = ws_app(sends_then_closes)
 
     from websockets.exceptions import ConnectionClosed
     with ServerThread(app=app, threads=4) as srv, wsc.connect(f"ws://127.0.0.1:{srv.port}/") as ws:

@@ -16,6 +16,17 @@ from urllib.parse import parse_qs
 import skitai
 
 
+def _direct(environ):
+    return environ["websocket.message"]
+
+
+def _from_query(environ):
+    return parse_qs(environ.get("QUERY_STRING", "")).get("message", [""])[0]
+
+
+message_of = _from_query if os.environ.get("BENCH_WS_QUERY") == "1" else _direct
+
+
 def app(environ, start_response):
     event = environ.get("websocket.event")
     if event == skitai.WS_EVT_INIT:
@@ -24,22 +35,10 @@ def app(environ, start_response):
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b""]
     start_response("200 OK", [("Content-Type", "text/plain")])
-    return [environ["websocket.message"].encode()]
+    return [message_of(environ).encode()]
 
 
-def query_app(environ, start_response):
-    event = environ.get("websocket.event")
-    if event == skitai.WS_EVT_INIT:
-        environ["websocket.config"] = (skitai.WS_SIMPLE, 60, ("message",))
-    if event:
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return [b""]
-    message = parse_qs(environ.get("QUERY_STRING", "")).get("message", [""])[0]
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    return [message.encode()]
-
-
-skitai.mount("/", query_app if os.environ.get("BENCH_WS_QUERY") == "1" else app)
+skitai.mount("/", app)
 # No request log, as for every other server here (stdlib logger switched off; skitai checks it).
 logging.getLogger("skitai.request").disabled = True
 skitai.run(address="127.0.0.1", port=int(os.environ["BENCH_PORT"]),

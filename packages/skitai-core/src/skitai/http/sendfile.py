@@ -54,19 +54,11 @@ async def send(proto, file, offset: int, count: int, head: bytes = b"") -> None:
             if t.is_closing():
                 raise ClientDisconnected("the client went away")
             if t.get_write_buffer_size() == 0:
-                try:
-                    n = os.sendfile(fd, infd, offset, count)
-                except BlockingIOError:
-                    n = -1
-                except OSError as exc:
-                    t.abort()   # sendfile bypassed the transport, which must learn the peer is gone
-                    raise ClientDisconnected(str(exc)) from exc
-                if n == 0:
-                    raise EOFError("file shorter than the announced length")
-                if n > 0:
-                    offset += n
-                    count -= n
-                    continue
+                n = _push(t, fd, infd, offset, count)
+                offset += n
+                count -= n
+                if not count:
+                    break
             if not slow:
                 # from now on, drain() means "the transport's buffer is empty": sendfile may go on
                 slow = True
@@ -101,6 +93,11 @@ def offer(proto, file, offset: int, count: int, head: bytes = b"") -> int | None
     fd = info[0]
     if not _lead_in(info, t, head, count):
         return 0
+    return _push(t, fd, infd, offset, count)
+
+
+def _push(t, fd: int, infd: int, offset: int, count: int) -> int:
+    """``os.sendfile`` until ``count`` bytes went or the kernel buffer is full; the bytes sent."""
     sent = 0
     while sent < count:
         try:
@@ -108,7 +105,7 @@ def offer(proto, file, offset: int, count: int, head: bytes = b"") -> int | None
         except BlockingIOError:
             break
         except OSError as exc:
-            t.abort()
+            t.abort()   # sendfile bypassed the transport, which must learn the peer is gone
             raise ClientDisconnected(str(exc)) from exc
         if n == 0:
             raise EOFError("file shorter than the announced length")

@@ -27,7 +27,6 @@ class StreamTransport(asyncio.Transport):
         self._lost = False
         self._reading_paused = False
         self._writing_paused = False
-        self._resuming: asyncio.Future | None = None
 
     # -- from the connection (H2Protocol) ---------------------------------------------------------
     def feed(self, data: bytes, size: int) -> None:
@@ -52,8 +51,6 @@ class StreamTransport(asyncio.Transport):
             return
         self._lost = True
         self._closing = True
-        if self._resuming is not None:
-            self._resuming.cancel()
         self.protocol.connection_lost(exc)
 
     # -- asyncio.Transport ----------------------------------------------------------------------
@@ -76,15 +73,9 @@ class StreamTransport(asyncio.Transport):
         if not self._writing_paused and ex.outbox.size >= ex.outbox.high_water:
             self._writing_paused = True
             self.protocol.pause_writing()
-            self._resuming = asyncio.ensure_future(self._resume_when_drained())
+            ex.when_writable(self._drained)
 
-    async def _resume_when_drained(self) -> None:
-        try:
-            await self.exchange.outbox.drained(self.h2.loop)
-            await self.h2.writable()
-        except Exception:                 # the stream went away: connection_lost says the rest
-            pass
-        self._resuming = None
+    def _drained(self) -> None:
         self._writing_paused = False
         if not self._lost:
             self.protocol.resume_writing()

@@ -158,10 +158,7 @@ class SimpleSession:
             except enc.DecodeError as e:
                 self.sender.close(INVALID_DATA, str(e)[:120])
                 return
-        if self.serial is None:
-            self._inline(None, message)
-        else:
-            self.serial.put((None, message))
+        self._put(None, message)
 
     def closed(self, code: int) -> None:
         self._put(WS_EVT_CLOSE, "")

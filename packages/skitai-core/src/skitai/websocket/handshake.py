@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.handshake import server_extensions_handshake
-from wsproto.utilities import generate_accept_token, split_comma_header
+from wsproto.utilities import generate_accept_token
 
 
 class HandshakeError(Exception):
@@ -35,9 +35,14 @@ def is_upgrade(headers) -> bool:
     return "websocket" in (headers.get("upgrade") or "").lower()
 
 
+def _items(headers, name: str) -> list[str]:
+    """The comma-separated items of every ``name`` header, stripped, empty ones dropped."""
+    return [item.strip() for value in headers.getall(name) for item in value.split(",") if item.strip()]
+
+
 def offered_subprotocols(headers) -> list[str]:
     """The subprotocols the client offers (``Sec-WebSocket-Protocol``), in its order of preference."""
-    return [p.strip() for value in headers.getall("sec-websocket-protocol") for p in value.split(",") if p.strip()]
+    return _items(headers, "sec-websocket-protocol")
 
 
 def accept(headers, limits, over_h2: bool = False) -> Accepted:
@@ -61,10 +66,12 @@ def accept(headers, limits, over_h2: bool = False) -> Accepted:
     if origins and headers.get("origin") not in origins:
         raise HandshakeError(403, "this Origin is not allowed")
     extensions: list[Extension] = []
-    offers = headers.getall("sec-websocket-extensions")
+    offers = _items(headers, "sec-websocket-extensions")
     if limits.ws_deflate and offers:
+        if not all(offer.isascii() for offer in offers):
+            raise HandshakeError(400, "Sec-WebSocket-Extensions is not ASCII")
         deflate = PerMessageDeflate()
-        agreed = server_extensions_handshake(split_comma_header(", ".join(offers).encode()), [deflate])
+        agreed = server_extensions_handshake(offers, [deflate])
         if agreed:
             out.append(("Sec-WebSocket-Extensions", agreed.decode()))
             extensions.append(deflate)

@@ -213,15 +213,8 @@ class WebSocketProtocol(asyncio.Protocol):
 
     def send(self, message: str | bytes) -> None:
         """Send one text (str) or binary (bytes) message; ignored once closing."""
-        if self.closed or self.transport is None:
-            return
-        lock = self._wlock
-        if lock is None:
-            self.transport.write(self.frames.send_data(message))
-            return
-        with lock:
-            if not self.closed:
-                self._write_locked(self.frames.send_data(message))
+        if not self.closed and self.transport is not None:
+            self._emit(self.frames.send_data, message)
 
     def close(self, code: int = NORMAL, reason: str = "") -> None:
         """Start the close handshake; the socket is closed when the peer answers or after network_timeout."""
