@@ -43,6 +43,7 @@ class Limits:
     max_body_size: int = 64 * 1024 * 1024     # any request body, bytes (413 above)
     keep_alive: float = 30.0                  # idle seconds between requests (SK-16)
     network_timeout: float = 30.0             # idle seconds while a request is read or a response written
+    header_timeout: float = 30.0              # seconds the whole request head may take (slowloris: 408)
     max_pipelined: int = 16                   # requests queued on one connection before reading pauses
     write_buffer_high: int = 256 * 1024       # transport high-water mark for back-pressure
     # HTTP/2

@@ -29,6 +29,9 @@ from .proxy import Proxy
 
 
 _EMPTY = Body(b"")
+# methods whose request is sent again on a fresh connection when a kept-alive one dies before the
+# answer (RFC 9112 9.3.1): a server may have acted on any other request before dropping the connection
+IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"))
 
 
 def _check_header(name: str, value: str) -> None:
@@ -236,7 +239,7 @@ class Client:
             except Exception as exc:  # noqa: BLE001 - every failure becomes a Response
                 stale = (attempt == 0 and conn is not None and not conn.http2 and reused
                          and isinstance(exc, (ConnectionClosed, ConnectionResetError, BrokenPipeError))
-                         and not conn.headers_done and body.replayable)
+                         and not conn.headers_done and body.replayable and method in IDEMPOTENT)
                 if stale:
                     continue  # the server dropped an idle keep-alive connection: try a fresh one
                 code, reason = classify(exc)

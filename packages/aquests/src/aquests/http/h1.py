@@ -9,7 +9,8 @@ import httptools
 from .body import Body, BodyStream
 from .errors import ConnectionClosed, ProtocolError
 
-MAX_HEADER_SIZE = 64 * 1024          # bytes of response header names+values
+MAX_HEADER_SIZE = 64 * 1024          # bytes of response header lines (names, values, ": " and CRLF)
+HEAD_SLACK = 4096                    # room for the status line on top of MAX_HEADER_SIZE
 MAX_BODY_SIZE = 256 * 1024 * 1024    # bytes of a buffered (non-streamed) response body
 
 
@@ -43,6 +44,7 @@ class H1Connection(asyncio.Protocol):
         self.reason = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.hsize = 0
+        self.head_bytes = 0            # bytes of the head seen on the wire (the parser holds a long line whole)
         self.body: list[bytes] = []
         self.bsize = 0
         self.head_only = head_only
@@ -85,6 +87,12 @@ class H1Connection(asyncio.Protocol):
             self._fail(ProtocolError("unexpected protocol upgrade in response"))
         except httptools.HttpParserError as exc:
             self._fail(ProtocolError(f"malformed response: {exc}"))
+        if not self.headers_done and not self.closed:
+            # httptools calls on_header only once a line is whole: a line that never ends would grow
+            # in the parser until the timeout, so the head is also measured as it arrives
+            self.head_bytes += len(data)
+            if self.head_bytes > self.max_header_size + HEAD_SLACK:
+                self._fail(self._too_large())
 
     def pause_writing(self) -> None:
         self._paused_writing = True
@@ -96,15 +104,25 @@ class H1Connection(asyncio.Protocol):
             w.set_result(None)
 
     # -- httptools callbacks --------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        if self.complete:
+            # bytes after the end of the answer (a body longer than its Content-Length): they must not
+            # be read as a second answer to this request; the connection is dropped instead
+            self._cb_exc = ProtocolError("bytes after the end of the response")
+            raise self._cb_exc
+
     def on_status(self, status: bytes) -> None:
         self.reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.hsize += len(name) + len(value)
+        self.hsize += len(name) + len(value) + 4
         if self.hsize > self.max_header_size:
-            self._cb_exc = ProtocolError(f"response headers exceed the {self.max_header_size}-byte limit")
+            self._cb_exc = self._too_large()
             raise self._cb_exc
         self.headers.append((name, value))
+
+    def _too_large(self) -> ProtocolError:
+        return ProtocolError(f"response headers exceed the {self.max_header_size}-byte limit")
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
@@ -113,6 +131,10 @@ class H1Connection(asyncio.Protocol):
             self.headers = []
             self.hsize = 0
             return
+        if status > 599:
+            # RFC 9110 15: 100-599 only; 7xx would also read as one of our own failure codes
+            self._cb_exc = ProtocolError(f"invalid status code {status}")
+            raise self._cb_exc
         self.status = status
         self.headers_done = True
         self.keep_alive = self.parser.should_keep_alive()
@@ -151,6 +173,9 @@ class H1Connection(asyncio.Protocol):
             return
         self.complete = True
         if self.stream is not None:
+            # the connection goes back to the pool now: closing this finished stream later must not
+            # touch it (another request may be using it by then)
+            self.stream.on_close = None
             self.stream.feed_eof()
             self._done_streaming()
         else:
@@ -197,6 +222,10 @@ class H1Connection(asyncio.Protocol):
         return self.complete and self.keep_alive and not self.closed
 
     def _fail(self, exc: BaseException) -> None:
+        if self.complete:            # the answer is whole: only the connection is spoilt
+            self.keep_alive = False
+            self.close()
+            return
         w = self.waiter
         if w is not None and not w.done():
             w.set_exception(exc)

@@ -272,8 +272,6 @@ class ReverseProxy:
             try:
                 exchange.start(resp.status_code, headers, reason)
             except (HeaderError, ValueError):
-                if stream is not None:
-                    stream.close()
                 exchange.error(502, f"A member of @{self.name} answered with a header that cannot be passed on.")
                 return
             if stream is None:                    # HEAD, 204, 304: no body
@@ -283,20 +281,21 @@ class ReverseProxy:
                 try:
                     chunk = await stream.read_chunk()
                 except Exception as exc:      # noqa: BLE001 - cut, closed, timed out: the member failed
-                    cluster.report(member, False, f"answer cut: {exc}")
+                    why = str(exc) or f"nothing for {self.timeout:g} s"
+                    cluster.report(member, False, f"answer cut: {why}")
                     log.warning("proxy %s -> @%s %s: answer cut: %s", exchange.request.path, self.name,
-                                member.address, exc)
+                                member.address, why)
                     exchange.abort()
                     return
                 if not chunk:
                     exchange.end()
                     return
                 await exchange.write(chunk)
-            stream.close()
         except ClientDisconnected:
-            if stream is not None:
-                stream.close()
+            pass
         finally:
+            if stream is not None:
+                stream.close()               # an unfinished answer drops the member's connection
             cluster.release(member)
 
 

@@ -45,12 +45,18 @@ class Answer:
         self.complete = False
         self.status = 0
         self.rest = b""           # bytes after a 101 head: the member's first frames
+        self.framed = False       # Content-Length or chunked: a close before the end is a cut, not an end
         self._size = 0
+        self._wire = 0            # bytes of the head as they arrive (httptools holds a long line whole)
         self._parser = httptools.HttpResponseParser(self)
 
     # httptools callbacks
+    def on_message_begin(self) -> None:
+        if self.complete:
+            raise BadAnswer("bytes after the answer")   # not a second answer: dropped with the connection
+
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._size += len(name) + len(value)
+        self._size += len(name) + len(value) + 4      # as on the wire: ": " and CRLF
         if self._size > MAX_HEAD:
             raise BadAnswer(f"answer head over {MAX_HEAD} bytes")
         self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
@@ -58,6 +64,8 @@ class Answer:
     def on_headers_complete(self) -> None:
         self.head_done = True
         self.status = self._parser.get_status_code()
+        self.framed = any(k.lower() == "content-length" or (k.lower() == "transfer-encoding" and "chunked"
+                                                           in v.lower()) for k, v in self.headers)
 
     def on_body(self, data: bytes) -> None:
         if len(self.body) + len(data) > MAX_REFUSAL_BODY:
@@ -74,15 +82,21 @@ class Answer:
             self.rest = data[up.args[0]:]
             self.complete = True
         except httptools.HttpParserError as e:
-            raise BadAnswer(f"malformed answer: {e}") from e
+            if not self.complete:                # bytes after a whole answer go with the connection
+                raise BadAnswer(f"malformed answer: {e}") from e
+        if not self.head_done:
+            self._wire += len(data)
+            if self._wire > MAX_HEAD + 4096:
+                raise BadAnswer(f"answer head over {MAX_HEAD} bytes")
 
     async def read(self, reader: asyncio.StreamReader, head_only: bool) -> None:
         while not (self.complete or (head_only and self.head_done)):
             data = await reader.read(PIPE_CHUNK)
             if not data:
-                if self.head_done:
+                if self.head_done and not self.framed:
                     return                       # an answer delimited by the close
-                raise ConnectionResetError("the member closed before answering the upgrade")
+                raise ConnectionResetError("the member closed before the end of its answer to the upgrade"
+                                           if self.head_done else "the member closed before answering the upgrade")
             self.feed(data)
 
 
@@ -139,7 +153,7 @@ async def tunnel(proxy: Any, exchange: Any, cluster: Cluster) -> None:
                 writer.close()
             cluster.release(member)
             code = codes.TIMEOUT if isinstance(e, TimeoutError) else codes.REQUEST_FAILED
-            failure = (code, f"{member.address}: {e or type(e).__name__}")
+            failure = (code, f"{member.address}: {str(e) or type(e).__name__}")
             cluster.report(member, False, failure[1])
             all_dead = all_dead and was_dead
             continue

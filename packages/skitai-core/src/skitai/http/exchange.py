@@ -6,7 +6,8 @@ HTTP/1.x: ``Content-Length`` for whole answers, chunked (1.1) or close-delimited
 a body, ``Connection`` handling, and ``upgrade()`` to hand the connection to another protocol.
 
 All methods run on the loop thread. ``respond``/``start`` raise ``HeaderError`` (nothing is sent) when a
-header name, value or reason contains CR, LF or NUL or is not latin-1: the caller answers 500 instead.
+header name, value or reason contains CR, LF or NUL or is not latin-1, or the status is 1xx (interim answers
+are the protocol's: ``100 Continue``, ``101`` through ``upgrade()``): the caller answers 500 instead.
 """
 from __future__ import annotations
 
@@ -209,6 +210,9 @@ class H1Exchange(BaseExchange):
     # ---- heads -----------------------------------------------------------------------------------
     def _render(self, status: int, headers: list[tuple[str, str]], reason: str | None, length: int) -> bytes:
         """The head for ``status``; ``length`` is the whole body's size, or -1 for a stream."""
+        if status < 200:
+            # a 1xx is interim: the client would wait for another answer and take the next one for it
+            raise HeaderError(f"status {status} cannot be the answer")
         block, app_len, close, _ = header_block(headers)
         first = status_line(status, reason)
         proto = self.proto

@@ -13,7 +13,10 @@ socket is closed once the client has had a moment to read it; the request log ge
 
 Timeouts (checked by the server's once-a-second ``tick``): ``Limits.keep_alive`` while idle between
 requests, ``Limits.network_timeout`` while a request is being received (408 if its head is incomplete) or
-while the client does not read our answer.
+while the client does not read our answer (bytes still buffered make no progress; a close waits for them),
+``Limits.header_timeout`` for a whole request head however it trickles in (408). Pipelined requests are not
+dispatched while the client is not reading the answers already written, so answers never pile up; the
+trailer section of a chunked body has the header limits (431).
 
 Hand-over hooks (HTTP/2, WebSocket, CONNECT tunnels)
 ----------------------------------------------------
@@ -68,8 +71,8 @@ class H1Protocol(asyncio.Protocol):
                  "receiving", "write_paused", "closing", "peer_eof", "conn_no", "req_no", "client", "server",
                  "scheme", "stamp", "lingering", "_drain_waiters", "_paused", "_dispatching", "_fatal",
                  "_fatal_request",
-                 "_leftover", "_first", "_pre", "_in_head", "_head_bytes", "_url", "_hdrs", "_max_pipelined",
-                 "__weakref__")
+                 "_leftover", "_framing", "_priming", "_first", "_pre", "_in_head", "_in_tail", "_head_bytes",
+                 "_head_began", "_unsent", "_url", "_hdrs", "_max_pipelined", "__weakref__")
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
@@ -98,11 +101,16 @@ class H1Protocol(asyncio.Protocol):
         self._fatal: tuple[int, str] | None = None
         self._fatal_request: Request | None = None     # what the request log says about the bad request
         self._leftover: bytes | None = None            # bytes after an Upgrade request (parser stopped)
+        self._framing: bytes | None = None             # body framing of an Upgrade request with a body
+        self._priming = False                          # a fresh parser reads a head of ours (_body_after_head)
         self._first = True                             # no byte received yet (prior-knowledge check)
         self._pre = b""
         # per-message parse state
         self._in_head = False
+        self._in_tail = False                          # in the trailer section of a chunked body (or may be)
         self._head_bytes = 0
+        self._head_began = 0.0                         # coarse time the head being received began
+        self._unsent = 0                               # write buffer size at the last tick (progress check)
         self._url = b""
         self._hdrs: list = []
 
@@ -164,6 +172,8 @@ class H1Protocol(asyncio.Protocol):
         self.write_paused = False
         self.stamp = self.state.now
         self._wake_writers()
+        if self.active is None and self.queue and not self._dispatching:
+            self._next()         # pipelined requests wait while the client is not reading our answers
 
     def _wake_writers(self) -> None:
         waiters, self._drain_waiters = self._drain_waiters, []
@@ -189,18 +199,30 @@ class H1Protocol(asyncio.Protocol):
     # ---- timers ----------------------------------------------------------------------------------
     def check_timeout(self, now: float) -> None:
         """Called by the server's tick with its coarse clock. Which limit applies depends on what the
-        connection is doing: lingering after an error, waiting for the client to read (network timeout),
-        receiving a request (network timeout), running a handler (none) or idle (keep-alive)."""
+        connection is doing: waiting for the client to read what was written (network timeout without
+        progress, also while closing), lingering after an error, receiving a request head (header timeout in
+        all, network timeout idle) or body (network timeout), running a handler (none) or idle (keep-alive)."""
         if self.transport is None:
             return
         lim = self.limits
         idle = now - self.stamp
-        if self.lingering:
-            if idle > min(_LINGER, lim.network_timeout):
+        unsent, last = self.transport.get_write_buffer_size(), self._unsent
+        self._unsent = unsent
+        if unsent:
+            # bytes we wrote wait for the client (also after the last answer, while closing): a change
+            # restarts the clock, none for network_timeout cuts the connection
+            if unsent != last:
+                self.stamp = now
+            elif idle > lim.network_timeout:
                 self.transport.abort()
-        elif self.write_paused:
+        elif self.write_paused:          # nothing buffered here, the kernel's buffer is full
             if idle > lim.network_timeout:
                 self.transport.abort()
+        elif self.lingering:
+            if idle > min(_LINGER, lim.network_timeout):
+                self.transport.abort()
+        elif self._in_head and lim.header_timeout and now - self._head_began > lim.header_timeout:
+            self._reject(408, "request head took too long")       # dripped slowly (slowloris)
         elif self._in_head or self.receiving is not None:
             if idle > lim.network_timeout:
                 self.stamp = now
@@ -241,6 +263,9 @@ class H1Protocol(asyncio.Protocol):
         try:
             parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
+            if self._framing is not None:
+                self._body_after_head(data[exc.args[0]:])
+                return
             self._leftover = data[exc.args[0]:]
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
@@ -263,16 +288,16 @@ class H1Protocol(asyncio.Protocol):
             else:
                 self._reject(400, msg)
             return
-        if self._in_head:
-            # bytes of a head still incomplete, counted from the chunk after the one it began in (the
-            # parser holds at most one chunk of it before that)
+        if self._in_head or self._in_tail:
+            # bytes of a head (or chunked trailer) still incomplete, counted from the chunk after the one it
+            # began in (the parser holds at most one chunk of it before that)
             if self._head_bytes < 0:
                 self._head_bytes = 0
             else:
                 self._head_bytes += len(data)
             lim = self.limits
             if self._head_bytes > lim.max_request_line + lim.max_header_size + 4096:
-                self._reject(431, "request head too large")
+                self._reject(431, "request trailers too large" if self._in_tail else "request head too large")
                 return
         self.stamp = self.state.now
         if self.queue:
@@ -284,6 +309,7 @@ class H1Protocol(asyncio.Protocol):
     # ---- parser callbacks (httptools) ------------------------------------------------------------
     def on_message_begin(self) -> None:
         self._in_head = True
+        self._head_began = self.state.now
         self._head_bytes = -1
         self._url = b""
         self._hdrs = []
@@ -295,11 +321,17 @@ class H1Protocol(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # sizes and counts are checked at the end of the head (the raw byte count in data_received
-        # bounds a head that never ends)
-        self._hdrs.append((name, value))
+        # bounds a head that never ends); trailers of a chunked body are counted here and dropped
+        hdrs = self._hdrs
+        hdrs.append((name, value))
+        if not self._in_head and len(hdrs) > self.limits.max_headers:
+            raise BadRequest(431, "too many request trailers")
 
     def on_headers_complete(self) -> None:
         self._in_head = False
+        if self._priming:                 # our own head (_body_after_head): the body is the request's
+            self._hdrs = []
+            return
         parser = self.parser
         version = parser.get_http_version()
         if version != "1.1" and version != "1.0":
@@ -350,9 +382,11 @@ class H1Protocol(asyncio.Protocol):
         method = parser.get_method()
         method = _METHODS.get(method) or method.decode("ascii")
         self.req_no += 1
+        # CONNECT answered without switching to a tunnel (upgrade()) ends the connection: what follows it
+        # is the client's tunnel data (a 2xx tells the client the tunnel is open), never requests to parse
         req = Request(method, target, version, Headers(items), self.scheme, host or "", self.client,
                       self.server, EMPTY_BODY, _monotonic(), self.conn_no, self.req_no,
-                      parser.should_keep_alive(), "", path, query)
+                      parser.should_keep_alive() and method != "CONNECT", "", path, query)
         limit = self.limits.max_body_size
         has_body = False
         if te is not None:
@@ -380,16 +414,46 @@ class H1Protocol(asyncio.Protocol):
         elif expect is not None and expect.strip().lower() != "100-continue":
             raise BadRequest(417, f"unsupported expectation {expect!r}")
         if upgrade is not None and parser.should_upgrade():
-            req.upgrade = upgrade.split(",", 1)[0].strip().lower()
+            if has_body:
+                # llhttp stops at the end of an Upgrade head, body or not; a request with a body is served
+                # as plain HTTP/1.1 (a server may ignore Upgrade, RFC 9110 7.8): curl sends a POST with
+                # "Upgrade: h2c" so. Its body must not be read as the next request (request smuggling).
+                self._framing = b"Transfer-Encoding: chunked" if te is not None else b"Content-Length: " + \
+                    clen.encode("latin-1")
+            else:
+                req.upgrade = upgrade.split(",", 1)[0].strip().lower()
         self.queue.append(ex)
 
+    def _body_after_head(self, rest: bytes) -> None:
+        """Read the body of an Upgrade request that llhttp left unread: a fresh parser is primed with a head
+        of ours carrying the request's framing, so llhttp (not we) finds where the body ends; the requests
+        pipelined after it parse on the same parser."""
+        framing, self._framing = self._framing, None
+        self.parser = httptools.HttpRequestParser(self)
+        self._priming = True
+        try:
+            self.parser.feed_data(b"POST / HTTP/1.1\r\nHost: body\r\n" + framing + b"\r\n\r\n")
+        finally:
+            self._priming = False
+        self.data_received(rest)
+
+    def on_chunk_header(self) -> None:
+        # the last (empty) chunk is followed by trailers; any body byte says this chunk was not the last
+        self._in_tail = True
+        self._head_bytes = -1
+
     def on_body(self, data: bytes) -> None:
+        self._in_tail = False
         ex = self.receiving
         if ex is not None and ex.request.body.feed(data):
             self._pause(_PAUSE_BODY)
 
     def on_message_complete(self) -> None:
+        if self._framing is not None:     # llhttp ends an Upgrade request at its head; the body comes next
+            return
         self._url = b""
+        self._in_tail = False
+        self._hdrs = []
         ex = self.receiving
         if ex is not None:
             self.receiving = None
@@ -422,6 +486,8 @@ class H1Protocol(asyncio.Protocol):
         self._dispatching = True
         try:
             while self.active is None and not self.closing:
+                if self.queue and self.write_paused:
+                    break        # resume_writing dispatches it: answers never pile up unread
                 if self.queue:
                     ex = self.queue.popleft()
                     if self._paused & _PAUSE_PIPE and len(self.queue) < self.limits.max_pipelined:
@@ -521,8 +587,8 @@ class H1Protocol(asyncio.Protocol):
         """Bad input: stop parsing; answer ``status`` after the requests before it, then close."""
         parser = self.parser
         self.parser = None
-        self._in_head = False
-        self._leftover = None
+        self._in_head = self._in_tail = False
+        self._leftover = self._framing = None
         rec = self.receiving
         self.receiving = None
         exc = BodyTooLarge(detail) if status == 413 else BadRequest(status, detail)

@@ -187,6 +187,9 @@ class Body:
         with self._cond:
             self._buf.clear()
             self._cond.notify_all()
+        if self._paused and self.on_drain is not None:
+            self._paused = False         # the producer waits for a reader that will never come: resume it
+            self.on_drain()
 
     @property
     def error(self) -> BaseException | None:

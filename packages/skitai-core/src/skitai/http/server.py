@@ -65,7 +65,8 @@ class Server:
         self.acceptor = acceptor
         self._tick_handle: asyncio.TimerHandle | None = None
         lim = state.config.limits
-        self._interval = max(0.05, min(1.0, lim.keep_alive / 4 or 1.0, lim.network_timeout / 4 or 1.0))
+        self._interval = max(0.05, min(1.0, lim.keep_alive / 4 or 1.0, lim.network_timeout / 4 or 1.0,
+                                       lim.header_timeout / 4 or 1.0))
         self._closing = False
         self._tick()
 

@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import struct
 from typing import Any
+
+from h2.exceptions import InvalidSettingsValueError
+from h2.settings import Settings
 
 from skitai.http.request import EMPTY_BODY
 
@@ -23,15 +27,29 @@ def h2c_upgrade(exchange: Any) -> Any:
     settings = settings.strip()
     settings += "=" * (-len(settings) % 4)      # base64url without padding (RFC 7540 3.2.1)
     try:
-        broken = len(base64.urlsafe_b64decode(settings)) % 6 != 0     # 6-byte SETTINGS entries
+        payload = base64.urlsafe_b64decode(settings)
     except (ValueError, binascii.Error):
-        broken = True
-    if broken:
+        payload = b"?"                           # not a whole number of 6-byte entries: broken
+    if not _settings_ok(payload):
         return proto.dispatch(exchange)          # a broken HTTP2-Settings: stay on HTTP/1.1
     exchange.upgrade(lambda: H2Protocol(proto.config, proto.dispatch, upgraded=(req, settings),
                                         conn_no=proto.conn_no),
                      headers=[("Connection", "Upgrade"), ("Upgrade", "h2c")])
     return None
+
+
+def _settings_ok(payload: bytes) -> bool:
+    """A SETTINGS payload of whole 6-byte entries, each value one a client may send (RFC 9113 6.5.2):
+    checked before the 101, since after it a bad value could only close the new connection."""
+    if len(payload) % 6:
+        return False
+    peer = Settings(client=True)
+    try:
+        for offset in range(0, len(payload), 6):
+            peer.validate_received_setting(*struct.unpack_from(">HL", payload, offset))
+    except InvalidSettingsValueError:
+        return False
+    return True
 
 
 def hooks(config: Any, dispatch: Any) -> dict:

@@ -31,11 +31,28 @@ def check_request(items, trailers: bool = False) -> tuple[dict[str, str], list[t
             raise ValueError(f"connection-specific header {name!r}")
         headers.append((name, value))
     if not trailers:
-        method = pseudo.get(":method")
-        if not method or (method != "CONNECT" and (not pseudo.get(":path") or ":scheme" not in pseudo)):
+        method, path, authority = pseudo.get(":method"), pseudo.get(":path"), pseudo.get(":authority")
+        if method == "CONNECT" and ":protocol" not in pseudo:
+            if not authority or ":scheme" in pseudo or path is not None:
+                raise ValueError("CONNECT names only an :authority (RFC 9113 8.5)")
+        elif not method or not path or ":scheme" not in pseudo:
             raise ValueError("a required pseudo-header is missing")
-        if ":protocol" in pseudo and (method != "CONNECT" or not pseudo.get(":path") or ":scheme" not in pseudo):
+        elif path[0] != "/" and not (path == "*" and method == "OPTIONS"):
+            raise ValueError(f":path {path!r} is neither an absolute path nor OPTIONS '*' (RFC 9113 8.3.1)")
+        if ":protocol" in pseudo and method != "CONNECT":
             raise ValueError(":protocol needs CONNECT with :path and :scheme (RFC 8441 4)")
-        if ":authority" in pseudo and not any(n == "host" for n, _ in headers):
-            headers.append(("host", pseudo[":authority"]))
+        if authority is not None:
+            hosts = [v for n, v in headers if n == "host"]
+            if not hosts:
+                headers.append(("host", authority))
+            elif any(_origin(v, pseudo.get(":scheme")) != _origin(authority, pseudo.get(":scheme")) for v in hosts):
+                # routing follows :authority, the app reads Host: they must name one origin (RFC 9113 8.3.1)
+                raise ValueError("Host differs from :authority")
     return pseudo, headers
+
+
+def _origin(authority: str, scheme: str | None) -> str:
+    """``authority`` lower-cased, without the port its scheme implies (RFC 3986 6.2.3)."""
+    authority = authority.lower()
+    default = {"http": ":80", "https": ":443"}.get(scheme or "")
+    return authority[:-len(default)] if default and authority.endswith(default) else authority

@@ -15,16 +15,16 @@ import struct
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from h2.config import H2Configuration
 from h2.connection import ConnectionInputs, H2Connection
 from h2.errors import ErrorCodes
 from h2.events import (ConnectionTerminated, DataReceived, RemoteSettingsChanged, RequestReceived,
                        StreamEnded, StreamReset, TrailersReceived, WindowUpdated)
-from h2.exceptions import ProtocolError
+from h2.exceptions import InvalidBodyLengthError, ProtocolError, StreamClosedError
 from h2.settings import SettingCodes, Settings
-from h2.stream import StreamInputs
+from h2.stream import H2Stream, StreamInputs, StreamState
 from hpack import Encoder
 from hyperframe.frame import GoAwayFrame
 
@@ -45,6 +45,47 @@ def _addr(value: Any) -> tuple:
     return (value[0], value[1]) if isinstance(value, tuple) else ("", 0)
 
 
+class _Stream(H2Stream):
+    """A request stream whose malformed message is a stream error (RFC 9113 8.1.1), not h2's connection
+    error: a content-length that is not a number, or that the DATA do not add up to (END_STREAM on the
+    HEADERS, on the DATA or on the trailers), and trailers without END_STREAM. The stream resets itself
+    and raises the error h2 raises for frames on a reset stream, so h2's own handling follows: RST_STREAM
+    PROTOCOL_ERROR, the connection window given back, a ``StreamReset`` event (the app's body fails)."""
+
+    def _malformed(self) -> NoReturn:
+        self.state_machine.process_input(StreamInputs.SEND_RST_STREAM)
+        error = StreamClosedError(self.stream_id)
+        error.error_code = ErrorCodes.PROTOCOL_ERROR
+        error._events = [StreamReset(stream_id=self.stream_id, error_code=ErrorCodes.PROTOCOL_ERROR,
+                                     remote_reset=False)]
+        raise error
+
+    def _initialize_content_length(self, headers: Any) -> None:
+        try:
+            super()._initialize_content_length(headers)
+        except ProtocolError:
+            self._malformed()
+
+    def _track_content_length(self, length: int, end_stream: bool) -> None:
+        try:
+            super()._track_content_length(length, end_stream)
+        except InvalidBodyLengthError:
+            self._malformed()
+
+    def receive_headers(self, headers: Any, end_stream: bool, header_encoding: Any) -> tuple[list, list]:
+        machine = self.state_machine
+        if machine.headers_received and machine.state in (StreamState.OPEN, StreamState.HALF_CLOSED_LOCAL):
+            # trailers: they end the request, and h2 checks no content-length when they do
+            expected = self._expected_content_length
+            if not end_stream or (expected is not None and expected != self._actual_content_length):
+                self._malformed()
+            return super().receive_headers(headers, end_stream, header_encoding)
+        frames, events = super().receive_headers(headers, end_stream, header_encoding)
+        if end_stream and self._expected_content_length:
+            self._malformed()              # a content-length promised, and no DATA at all
+        return frames, events
+
+
 class _Connection(H2Connection):
     """h2 answers one stream over SETTINGS_MAX_CONCURRENT_STREAMS with a connection error; we answer
     REFUSED_STREAM for that one stream instead (RFC 9113 5.1.2), so the check moves to the protocol."""
@@ -52,6 +93,11 @@ class _Connection(H2Connection):
     @property
     def open_inbound_streams(self) -> int:
         return min(super().open_inbound_streams, self.local_settings.max_concurrent_streams - 1)
+
+    def _begin_new_stream(self, stream_id: int, allowed_ids: Any) -> H2Stream:
+        stream = super()._begin_new_stream(stream_id, allowed_ids)
+        stream.__class__ = _Stream          # h2 has no hook for its stream class; _Stream adds no state
+        return stream
 
     def send_whole(self, stream_id: int, headers: list[tuple[str, str]], body: bytes) -> bool:
         """A whole small answer (final status, body within the windows and one frame): HEADERS and DATA
@@ -127,6 +173,7 @@ class H2Protocol(asyncio.Protocol):
         self._flush_pending = False
         self._write_waiter: asyncio.Future | None = None
         self.write_paused = False
+        self._paused_since = 0.0            # when the transport last said it was full
         self._timer: asyncio.TimerHandle | None = None
         limits = self.limits
         # h2's own header validation costs more than the rest of a request; ``check_request`` does the
@@ -227,6 +274,8 @@ class H2Protocol(asyncio.Protocol):
                 return
             if upgrade != "websocket":
                 self.conn.send_headers(sid, [(":status", "501")], end_stream=True)
+                if event.stream_ended is None:     # the client's side would stay open for ever
+                    self.conn.reset_stream(sid, ErrorCodes.NO_ERROR)
                 return
             method = "GET"                 # the app sees the GET it would see on HTTP/1.1
         ended = event.stream_ended is not None
@@ -431,13 +480,17 @@ class H2Protocol(asyncio.Protocol):
         self._flush_soon()
 
     async def writable(self) -> None:
-        """Returns when the transport takes more (back-pressure for streaming handlers)."""
+        """Returns when the transport takes more (back-pressure for streaming handlers). Frames still
+        waiting for the coalesced flush are written first: only then can the transport say it is full."""
+        if self._flush_pending:
+            self._flush()
         if self.write_paused:
             self._write_waiter = self.loop.create_future()
             await self._write_waiter
 
     def pause_writing(self) -> None:
         self.write_paused = True
+        self._paused_since = time.monotonic()
 
     def resume_writing(self) -> None:
         self.write_paused = False
@@ -507,6 +560,11 @@ class H2Protocol(asyncio.Protocol):
         if self.transport is None:
             return
         now, limits = time.monotonic(), self.limits
+        if self.write_paused and now - self._paused_since > limits.network_timeout:
+            # the client reads nothing, not even a GOAWAY: drop it (the exchanges hear connection_lost)
+            log.warning("HTTP/2 client %s stopped reading: connection aborted", self.client[0])
+            self.transport.abort()
+            return
         for ex in list(self.exchanges.values()):
             since = ex.outbox.blocked_since
             if since and now - since > limits.network_timeout:

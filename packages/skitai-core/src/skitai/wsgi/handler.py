@@ -324,6 +324,7 @@ class WSGIHandler:
             return
         first = None
         known = None
+        head_only = call.exchange.request.method == "HEAD"
         for item in result:
             data = _bytes(item)
             if not data:
@@ -331,6 +332,8 @@ class WSGIHandler:
             if call.headers is None:
                 raise AssertionError("the app yielded a body before start_response()")
             if call.sent:
+                if head_only:
+                    break        # the head is out and no body goes with it: stop the app (an endless stream)
                 call.send(data)
                 continue
             if known is None:
@@ -342,6 +345,9 @@ class WSGIHandler:
                 first += data
             else:
                 call.begin_stream()
+                if head_only:
+                    first = None
+                    break
                 call.send(first)
                 call.send(data)
                 first = None
@@ -447,6 +453,9 @@ class WSGIHandler:
             if call.failed:
                 return
             await ex.write(first)
+            if ex.request.method == "HEAD":
+                ex.end()         # no body goes with the head: do not run the app's stream to its end
+                return
             for item in it:
                 data = _bytes(item)
                 if data:
