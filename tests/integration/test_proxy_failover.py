@@ -68,6 +68,7 @@ def test_all_members_down_is_502_then_503():
         second = requests.get(f.url + "/search/x", timeout=5)
         status = f.cluster().status()
     assert first.status_code == 502 and "could be reached" in first.text, first.text
+    assert "127.0.0.1" not in first.text and "refused" not in first.text.lower()    # no internals shown
     assert second.status_code == 503 and "down" in second.text
     assert 1 <= int(second.headers["Retry-After"]) <= 60
     assert status["live"] == 0 and all(m["dead"] for m in status["members"])

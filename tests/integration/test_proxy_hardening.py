@@ -142,9 +142,9 @@ def test_a_header_line_that_never_ends_is_cut_at_the_header_limit():
         r = requests.get(f.url + "/search/x", timeout=10)
         elapsed = time.monotonic() - t0
         status = member_status(f)
-    assert r.status_code == 502 and "exceed" in r.text, r.text
+    assert r.status_code == 502 and "not valid HTTP" in r.text, r.text
     assert elapsed < 4, elapsed
-    assert status["dead"] and "limit" in status["last_error"]
+    assert status["dead"] and "exceed" in status["last_error"] and "limit" in status["last_error"]
 
 
 def test_a_websocket_answer_head_that_never_ends_is_cut_too():
@@ -186,8 +186,8 @@ def test_a_status_outside_http_is_502_and_its_connection_closed():
         r = requests.get(f.url + "/search/x", timeout=5)
         hangups = wait_for_hangup(member)
         status = member_status(f)
-    assert r.status_code == 502 and "invalid status code 731" in r.text, r.text
-    assert hangups == [1] and status["dead"]
+    assert r.status_code == 502 and "not valid HTTP" in r.text, r.text
+    assert hangups == [1] and status["dead"] and "invalid status code 731" in status["last_error"]
 
 
 # -- kept-alive connections dropped under a request ---------------------------------------------
@@ -233,3 +233,25 @@ def test_a_refused_upgrade_is_passed_on_only_when_whole(answer, status, body, bl
     if body is not None:
         assert r.content == body
     assert st["dead"] == blamed, st
+
+
+@pytest.mark.parametrize("final, status", [
+    (b"HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\n\r\nno", 403),
+    (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+     b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n", 101),
+])
+def test_an_interim_answer_to_an_upgrade_is_not_taken_for_the_answer(final, status):
+    # before: a 103 Early Hints before the member's answer was passed on as the final answer
+    def reply(member, sock, path):
+        sock.sendall(b"HTTP/1.1 103 Early Hints\r\nLink: </app.css>; rel=preload\r\n\r\n")
+        time.sleep(0.05)
+        sock.sendall(final)
+        time.sleep(0.3)
+
+    with misbehaving(reply) as (member, f):
+        with socket.create_connection(("127.0.0.1", f.port), timeout=5) as client:
+            client.sendall(b"GET /search/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                           b"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+                           b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+            head = RawMember.read_head(client)
+    assert head.startswith(b"HTTP/1.1 %d " % status), head

@@ -256,8 +256,11 @@ class ReverseProxy:
             detail = f"No member of @{self.name} answered within {self.timeout:g} s."
         elif status == 503:
             detail = f"Every member of @{self.name} is down; try again later."
+        elif code == codes.PROTOCOL_ERROR:
+            detail = f"A member of @{self.name} answered with something that is not valid HTTP."
         else:
-            detail = f"No member of @{self.name} could be reached ({reason})."
+            # the low-level reason names member addresses: it is in the log and the status page, not here
+            detail = f"No member of @{self.name} could be reached."
         headers = [("Content-Type", "text/html; charset=utf-8")]
         if status == 503:
             headers.append(("Retry-After", str(retry_after(cluster))))

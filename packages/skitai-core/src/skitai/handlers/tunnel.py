@@ -73,6 +73,11 @@ class Answer:
         self.body += data
 
     def on_message_complete(self) -> None:
+        if 100 <= self.status < 200 and self.status != 101:
+            # an interim answer (103 Early Hints, 100 Continue) is not the answer to the upgrade: wait for
+            # that one (interim heads count towards the head limit together)
+            self.headers, self.head_done, self.status, self.framed = [], False, 0, False
+            return
         self.complete = True
 
     def feed(self, data: bytes) -> None:
