@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -173,6 +174,23 @@ def test_a_member_stalling_mid_answer_has_its_connection_closed():
         status = member_status(f)
     assert hangups == [1]
     assert status["dead"] and status["last_error"] == "answer cut: nothing for 0.5 s", status
+
+
+def test_a_client_leaving_while_the_member_is_quiet_does_not_blame_the_member():
+    # before: the read timed out after the client had gone (reset), and the member was marked dead for it
+    def reply(member, sock, path):
+        sock.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        member.wait_hangup(sock, len(member.seen), 6)
+
+    with misbehaving(reply, timeout=0.5) as (member, f):
+        with socket.create_connection(("127.0.0.1", f.port), timeout=5) as client:
+            client.sendall(b"GET /search/x HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert b"hello" in client.recv(65536) or b"hello" in client.recv(65536)
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))   # gone: RST
+        hangups = wait_for_hangup(member)
+        status = member_status(f)
+    assert hangups == [1]
+    assert not status["dead"], status
 
 
 def test_a_status_outside_http_is_502_and_its_connection_closed():

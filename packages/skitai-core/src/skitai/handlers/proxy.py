@@ -284,6 +284,8 @@ class ReverseProxy:
                 try:
                     chunk = await stream.read_chunk()
                 except Exception as exc:      # noqa: BLE001 - cut, closed, timed out: the member failed
+                    if exchange.closed:
+                        return                # ... unless the client left meanwhile: not the member's fault
                     why = str(exc) or f"nothing for {self.timeout:g} s"
                     cluster.report(member, False, f"answer cut: {why}")
                     log.warning("proxy %s -> @%s %s: answer cut: %s", exchange.request.path, self.name,
