@@ -162,14 +162,19 @@ def ws_raw(port: int, path: str = "/ws", extra: str = "", timeout: float = 5.0):
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     sock.sendall((f"GET {path} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                   f"Sec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n").encode())
+    head, _, rest = read_head(sock).partition(b"\r\n\r\n")
+    return sock, head.decode("latin-1"), rest
+
+
+def read_head(sock: socket.socket) -> bytes:
+    """Bytes from ``sock`` until the end of an answer head (or the close); what followed it is included."""
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = sock.recv(4096)
         if not chunk:
             break
         data += chunk
-    head, _, rest = data.partition(b"\r\n\r\n")
-    return sock, head.decode("latin-1"), rest
+    return data
 
 
 def ws_frame(opcode: int, payload: bytes, mask: bool = True, fin: bool = True) -> bytes:

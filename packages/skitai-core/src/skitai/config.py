@@ -46,6 +46,11 @@ class Limits:
     header_timeout: float = 30.0              # seconds the whole request head may take (slowloris: 408)
     max_pipelined: int = 16                   # requests queued on one connection before reading pauses
     write_buffer_high: int = 256 * 1024       # transport high-water mark for back-pressure
+    # Open connections per worker process (HTTP/1.1, HTTP/2, WebSocket, TLS or not; 0: no cap). At the cap
+    # the server stops accepting and new clients wait in the listen backlog. 10000 because an idle
+    # keep-alive connection costs tens of KB (a TLS one more): the cap keeps a flood of idle connections
+    # to a few hundred MB and under common descriptor limits, far above what one loop serves actively.
+    max_connections: int = 10000
     # HTTP/2
     h2_max_concurrent_streams: int = 100
     h2_max_header_list_size: int = 64 * 1024

@@ -28,6 +28,8 @@ _MESSAGE_CODES = (
     ("connection reset", codes.CONNECTION_CLOSED),
     ("eof detected", codes.CONNECTION_CLOSED),
     ("terminating connection", codes.CONNECTION_CLOSED),
+    ("lost synchronization with server", codes.PROTOCOL_ERROR),  # libpq: the bytes are not the protocol
+    ("unexpected response from server", codes.PROTOCOL_ERROR),
 )
 
 
@@ -53,8 +55,9 @@ def classify(exc: BaseException, default: int = codes.DB_ERROR) -> int:
 
 
 def failure(exc: BaseException, *, url: str, method: str, meta: dict | None,
-            default: int = codes.DB_ERROR) -> DBResponse:
-    code = classify(exc, default)
+            default: int = codes.DB_ERROR, code: int | None = None) -> DBResponse:
+    """A failed response for ``exc``; ``code`` overrides the classification (a driver knows better)."""
+    code = classify(exc, default) if code is None else code
     reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
     if code == codes.TIMEOUT and not reason:
         reason = "no answer within the timeout"

@@ -10,13 +10,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
+from .. import codes
 from .args import MONGODB_PORT, parse_auth, parse_server
-from .errors import failure
+from .errors import classify, failure
 from .pool import DEFAULT_MAXSIZE, get_pool
 from .response import DBResponse, Document
 
 try:
     import pymongo
+    import pymongo.errors
     from pymongo import AsyncMongoClient
 except ImportError:  # pragma: no cover - the extra is missing
     pymongo = None  # type: ignore[assignment]
@@ -38,6 +40,29 @@ class _ClientHandle:
     async def close(self) -> None:
         self._closed = True
         await self.client.close()
+
+
+# what pymongo says when the bytes from the server are not the MongoDB wire protocol
+_WIRE_WORDS = ("not longer than standard message header", "larger than server max message size",
+               "got opcode", "got response id", "unsupported response opcode")
+
+
+def _network_code(exc: BaseException) -> int | None:
+    """The code of a pymongo failure that did not come from the server's answer, else None.
+
+    Server selection gives up with the last network problem in its message: garbage on the wire is
+    a protocol error, a refused or closed connection keeps its own code, anything else (a server
+    that never answers) is a timeout, not a "database error".
+    """
+    if pymongo is None or not isinstance(exc, pymongo.errors.PyMongoError):
+        return None
+    text = str(exc).lower()
+    if isinstance(exc, pymongo.errors.ProtocolError) or any(w in text for w in _WIRE_WORDS):
+        return codes.PROTOCOL_ERROR
+    if isinstance(exc, pymongo.errors.ServerSelectionTimeoutError):
+        code = classify(exc)
+        return code if code != codes.DB_ERROR else codes.TIMEOUT
+    return None
 
 
 def _doc(d: Any) -> Any:
@@ -96,7 +121,7 @@ class MongoDB:
             async with asyncio.timeout(self.timeout if timeout is None else timeout):
                 data = await op(coll)
         except Exception as exc:
-            return failure(exc, url=self.url, method=method, meta=meta)
+            return failure(exc, url=self.url, method=method, meta=meta, code=_network_code(exc))
         return DBResponse(data, None, url=self.url, method=method, meta=meta,
                           elapsed=loop.time() - started)
 

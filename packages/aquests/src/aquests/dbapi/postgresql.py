@@ -107,13 +107,18 @@ class PgConnection:
     def closed(self) -> bool:
         return self._broken or self._conn.closed != 0
 
-    def close(self) -> None:
-        self._deadline.cancel()
+    def _unwatch(self) -> None:
+        """Stop watching the socket. Done the moment libpq gives up on it: libpq has then closed
+        the descriptor already, and its number may be handed to another socket before we close."""
         if self._fd >= 0:
             self._loop.remove_reader(self._fd)
             self._loop.remove_writer(self._fd)
             self._writing = False
             self._fd = -1
+
+    def close(self) -> None:
+        self._deadline.cancel()
+        self._unwatch()
         self._broken = True
         if not self._conn.closed:
             self._conn.close()
@@ -161,8 +166,9 @@ class PgConnection:
         try:
             state = self._conn.poll()
         except BaseException as exc:
-            if self._conn.closed:
-                self._broken = True
+            if self._conn.closed or not _is_sql_error(exc):
+                self._broken = True  # the pool drops it; stop polling a socket libpq may have closed
+                self._unwatch()
             self._finish(exc)
             return
         if state == _ext.POLL_OK:
@@ -270,8 +276,13 @@ async def _resolved(dsn: str, loop: asyncio.AbstractEventLoop) -> str:
 
 
 def _is_sql_error(exc: BaseException) -> bool:
-    """The server rejected the statement but the connection is fine (syntax, constraint, ...)."""
-    return psycopg2 is not None and isinstance(exc, psycopg2.Error) and not isinstance(
+    """The server rejected the statement but the connection is fine (syntax, constraint, ...).
+
+    Only an error the server sent carries a SQLSTATE (``pgcode``); one libpq made up itself
+    ("unexpected response from server", "lost synchronization") means the replies may no longer
+    line up with the queries, so that connection must not answer the next one.
+    """
+    return psycopg2 is not None and isinstance(exc, psycopg2.Error) and bool(exc.pgcode) and not isinstance(
         exc, (psycopg2.OperationalError, psycopg2.InterfaceError))
 
 

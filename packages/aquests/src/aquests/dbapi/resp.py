@@ -12,6 +12,7 @@ from typing import Any, Iterable
 MAX_BULK = 512 * 1024 * 1024  # Redis' own proto-max-bulk-len default
 MAX_ARRAY = 2 ** 31 - 1
 MAX_LINE = 64 * 1024  # a header line longer than this is not RESP
+MAX_DEPTH = 64  # arrays inside arrays; Redis' own replies nest a few levels
 
 
 class ProtocolError(Exception):
@@ -60,30 +61,49 @@ def encode_command(args: Iterable[Any]) -> bytes:
 
 
 class RespReader:
-    """Incremental RESP2 reply parser."""
+    """Incremental RESP2 reply parser.
+
+    It resumes where the last ``feed`` ran out instead of parsing a reply again from its start:
+    a 300 000-item array arriving in 64 KiB reads would otherwise be parsed about 20 times over.
+    Nested arrays are kept on an explicit stack (no recursion), at most ``MAX_DEPTH`` deep.
+    """
 
     def __init__(self) -> None:
         self._buf = bytearray()
         self._pos = 0
+        self._stack: list[list] = []  # [items so far, items still expected] per open array
 
     def feed(self, data: bytes) -> None:
-        if self._pos and self._pos == len(self._buf):
-            self._buf.clear()
+        if self._pos and (self._pos == len(self._buf) or self._pos > 65536):
+            del self._buf[:self._pos]  # bytes already parsed are never looked at again
             self._pos = 0
         self._buf += data
 
     def get(self) -> Any:
         """The next complete reply, or ``NOT_READY``."""
-        if self._pos >= len(self._buf):
-            return NOT_READY
-        try:
-            value, self._pos = self._parse(self._pos)
-        except _Incomplete:
-            return NOT_READY
-        if self._pos > 65536 and self._pos * 2 > len(self._buf):
-            del self._buf[:self._pos]
-            self._pos = 0
-        return value
+        stack = self._stack
+        while True:
+            try:
+                is_array, value, self._pos = self._item(self._pos)
+            except _Incomplete:
+                return NOT_READY
+            if is_array:
+                if value:
+                    if len(stack) >= MAX_DEPTH:
+                        raise ProtocolError(f"arrays nested more than {MAX_DEPTH} deep")
+                    stack.append([[], value])
+                    continue
+                value = []
+            while stack:  # a complete value: hand it to the arrays it closes
+                top = stack[-1]
+                top[0].append(value)
+                top[1] -= 1
+                if top[1]:
+                    break
+                stack.pop()
+                value = top[0]
+            else:
+                return value
 
     def _line(self, pos: int) -> tuple[bytes, int]:
         end = self._buf.find(b"\r\n", pos)
@@ -93,14 +113,17 @@ class RespReader:
             raise _INCOMPLETE
         return bytes(self._buf[pos:end]), end + 2
 
-    def _parse(self, pos: int) -> tuple[Any, int]:
+    def _item(self, pos: int) -> tuple[bool, Any, int]:
+        """(is an array header, value or item count, next position) of the item at ``pos``."""
         buf = self._buf
+        if pos >= len(buf):
+            raise _INCOMPLETE
         kind = buf[pos]
         line, pos = self._line(pos + 1)
         if kind == 36:  # $ bulk string
             n = self._int(line)
             if n < 0:
-                return None, pos
+                return False, None, pos
             if n > MAX_BULK:
                 raise ProtocolError(f"bulk string of {n} bytes is over the {MAX_BULK} limit")
             end = pos + n
@@ -108,26 +131,20 @@ class RespReader:
                 raise _INCOMPLETE
             if buf[end:end + 2] != b"\r\n":
                 raise ProtocolError("bulk string not terminated by CRLF")
-            return bytes(buf[pos:end]), end + 2
+            return False, bytes(buf[pos:end]), end + 2
         if kind == 43:  # + simple string
-            return line.decode("utf-8", "replace"), pos
+            return False, line.decode("utf-8", "replace"), pos
         if kind == 58:  # : integer
-            return self._int(line), pos
+            return False, self._int(line), pos
         if kind == 42:  # * array
             n = self._int(line)
             if n < 0:
-                return None, pos
+                return False, None, pos
             if n > MAX_ARRAY:
                 raise ProtocolError(f"array of {n} items is over the limit")
-            items = []
-            for _ in range(n):
-                if pos >= len(buf):
-                    raise _INCOMPLETE
-                item, pos = self._parse(pos)
-                items.append(item)
-            return items, pos
+            return True, n, pos
         if kind == 45:  # - error
-            return ReplyError(line.decode("utf-8", "replace")), pos
+            return False, ReplyError(line.decode("utf-8", "replace")), pos
         raise ProtocolError(f"unknown RESP type byte {bytes([kind])!r}")
 
     @staticmethod

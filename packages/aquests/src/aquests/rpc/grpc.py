@@ -8,6 +8,7 @@ status is not OK, ``error`` (a :class:`GrpcError`) and a reason naming the statu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterable, AsyncIterator
 from functools import lru_cache
 from typing import Any, Callable
@@ -20,6 +21,12 @@ from ..http.errors import ClientError, ConnectionClosed, ProtocolError, classify
 from ..http.h2 import H2Stream
 from ..http.url import URL
 from ..response import Headers, Response
+
+try:
+    from google.protobuf.message import DecodeError
+except ImportError:  # pragma: no cover - the grpc extra is missing; no message can be parsed then
+    class DecodeError(Exception):  # type: ignore[no-redef]
+        pass
 
 MAX_MESSAGE_SIZE = 4 * 1024 * 1024  # bytes per received message (gRPC's usual default)
 
@@ -87,15 +94,23 @@ def frame(msg: Any, in_cls: type) -> bytes:
 # -- a call -----------------------------------------------------------------------------------
 class GrpcCall:
     """An open call: ``await send(msg)``, ``done_writing()``, ``async for reply in call``,
-    then ``status``/``message``/``trailers``."""
+    then ``status``/``message``/``trailers``.
 
-    def __init__(self, st: H2Stream, method, u: URL, max_message_size: int = MAX_MESSAGE_SIZE) -> None:
+    ``deadline`` (loop time) bounds the whole call, as gRPC deadlines do: a wait past it resets the
+    stream and raises ``TimeoutError``. ``raw`` collects the reply bytes only with ``keep_raw=True``
+    (whole calls need them for ``content``; a long stream must not grow a buffer without end).
+    """
+
+    def __init__(self, st: H2Stream, method, u: URL, max_message_size: int = MAX_MESSAGE_SIZE,
+                 deadline: float | None = None, keep_raw: bool = False) -> None:
         self.st = st
         self.method = method
         self.url = u
         self.in_cls = message_class(method.input_type)
         self.out_cls = message_class(method.output_type)
         self.max_message_size = max_message_size
+        self.deadline = deadline
+        self.keep_raw = keep_raw
         self._buf = bytearray()
         self.raw = bytearray()
         self.response: Response | None = None
@@ -106,11 +121,26 @@ class GrpcCall:
         """Send one request message (returns quietly if the server already ended the call)."""
         if self.st.ended:
             return
+        data = frame(msg, self.in_cls)
         try:
-            await self.st.send(frame(msg, self.in_cls))
+            async with self._in_time():
+                await self.st.send(data)
         except ConnectionClosed:
             if not self.st.ended:
                 raise
+
+    @contextlib.asynccontextmanager
+    async def _in_time(self) -> AsyncIterator[None]:
+        """Bound one wait by the call's deadline; past it the stream is reset."""
+        if self.deadline is None:
+            yield
+            return
+        try:
+            async with asyncio.timeout_at(self.deadline):
+                yield
+        except TimeoutError:
+            self.cancel()
+            raise TimeoutError("no gRPC reply within the call's timeout") from None
 
     def done_writing(self) -> None:
         if not self.st.ended:
@@ -119,9 +149,15 @@ class GrpcCall:
     async def headers(self) -> Response:
         """The response head (a Response without data yet)."""
         if self.response is None:
-            self.response = response_from(await self.st.response(), self.url, "POST")
+            async with self._in_time():
+                head = await self.st.response()
+            self.response = response_from(head, self.url, "POST")
             if self.response.status_code != 200:
                 raise ProtocolError(f"gRPC server answered HTTP {self.response.status_code}")
+            ctype = (self.response.headers.get("content-type") or "").lower()
+            if ctype and not ctype.startswith("application/grpc") and "grpc-status" not in self.response.headers:
+                self.cancel()  # e.g. an HTML page from a proxy: its bytes are no gRPC frames
+                raise ProtocolError(f"not a gRPC answer: content-type {ctype!r}")
         return self.response
 
     async def read(self) -> Any | None:
@@ -131,24 +167,34 @@ class GrpcCall:
         while True:
             if len(buf) >= 5:
                 if buf[0] != 0:
-                    raise ProtocolError("compressed gRPC messages are not supported")
+                    self.cancel()
+                    raise ProtocolError("compressed gRPC messages are not supported" if buf[0] == 1 else
+                                        f"bad gRPC message flag {buf[0]:#04x}")
                 n = int.from_bytes(buf[1:5], "big")
                 if n > self.max_message_size:
+                    self.cancel()
                     raise ProtocolError(f"gRPC message of {n} bytes exceeds the {self.max_message_size}-byte limit")
                 if len(buf) >= 5 + n:
                     payload = bytes(buf[5:5 + n])
                     del buf[:5 + n]
                     msg = self.out_cls()
-                    msg.ParseFromString(payload)
+                    try:
+                        msg.ParseFromString(payload)
+                    except DecodeError as exc:
+                        self.cancel()
+                        raise ProtocolError(f"gRPC reply is not a valid {self.out_cls.DESCRIPTOR.full_name}: "
+                                            f"{exc}") from None
                     return msg
-            chunk = await self.st.body.read_chunk()
+            async with self._in_time():
+                chunk = await self.st.body.read_chunk()
             if not chunk:
                 if buf:
                     raise ProtocolError(f"gRPC stream ended inside a message ({len(buf)} bytes left)")
                 self._finish()
                 return None
             buf += chunk
-            self.raw += chunk
+            if self.keep_raw:
+                self.raw += chunk
 
     def __aiter__(self) -> "GrpcCall":
         return self
@@ -208,8 +254,9 @@ def request_headers(client: Client, u: URL, method, timeout: float, metadata: An
 async def open_call(client: Client, u: URL, method, *, timeout: float | None = None,
                     metadata: Any = None) -> GrpcCall:
     tmo = timeout or client.timeout
+    deadline = asyncio.get_running_loop().time() + tmo
     st = await client.open_stream(u, request_headers(client, u, method, tmo, metadata), timeout=tmo)
-    return GrpcCall(st, method, u)
+    return GrpcCall(st, method, u, deadline=deadline)
 
 
 async def _send_all(call: GrpcCall, request: Any) -> None:
@@ -243,7 +290,8 @@ async def _replies(call: GrpcCall, request: Any) -> AsyncIterator[Any]:
     finally:
         if not sender.done():
             sender.cancel()
-            call.cancel()
+        if call.status is None:
+            call.cancel()  # left early (break, error, cancel): free the stream and its slot
         try:
             await sender
         except (asyncio.CancelledError, Exception):  # noqa: BLE001 - already reported above
@@ -259,6 +307,7 @@ async def invoke(client: Client, u: URL, method, request: Any, *, timeout: float
     try:
         async with asyncio.timeout(tmo):
             call = await open_call(client, u, method, timeout=tmo, metadata=metadata)
+            call.keep_raw = True
             replies = [m async for m in _replies(call, request)]
     except GrpcError as exc:
         resp = call.response
@@ -300,8 +349,9 @@ class GrpcMethod:
                      metadata: Any = None) -> AsyncIterator[Any]:
         """Yield replies as they arrive (raises GrpcError on a non-OK status)."""
         call = await self.open(timeout=timeout, metadata=metadata)
-        async for m in _replies(call, request):
-            yield m
+        async with contextlib.aclosing(_replies(call, request)) as replies:  # a break ends the call now
+            async for m in replies:
+                yield m
 
 
 class GrpcStub:

@@ -1,7 +1,6 @@
 """XML-RPC over the HTTP client: encode a call, decode the result or Fault (AQ-06)."""
 from __future__ import annotations
 
-import xml.parsers.expat
 import xmlrpc.client
 from typing import Any
 
@@ -31,8 +30,14 @@ def decode(resp: Response) -> Response:
         resp.error = fault
         resp.reason = f"XML-RPC Fault {fault.faultCode}: {fault.faultString}"
         return resp
-    except (xml.parsers.expat.ExpatError, xmlrpc.client.ResponseError, ValueError, TypeError) as exc:
-        bad = Response.failed(codes.PROTOCOL_ERROR, f"malformed XML-RPC response: {exc}",
+    except Exception as exc:  # noqa: BLE001 - xmlrpc.client fails in many ways on bad bodies
+        # (an unnamed struct member is an IndexError, a non-XML-RPC document a bare ResponseError)
+        why = str(exc)
+        if isinstance(exc, xmlrpc.client.ResponseError) or not why:
+            why = "not an XML-RPC methodResponse"
+        elif isinstance(exc, (IndexError, KeyError)):
+            why = "incomplete struct member"
+        bad = Response.failed(codes.PROTOCOL_ERROR, f"malformed XML-RPC response: {why}",
                               url=resp.url, meta=resp.meta, method="POST", error=exc)
         bad.content, bad.headers = resp.content, resp.headers
         return bad

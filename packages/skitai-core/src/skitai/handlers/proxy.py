@@ -256,6 +256,8 @@ class ReverseProxy:
             detail = f"No member of @{self.name} answered within {self.timeout:g} s."
         elif status == 503:
             detail = f"Every member of @{self.name} is down; try again later."
+        elif code == codes.TLS_FAILED:
+            detail = f"No member of @{self.name} could be reached: TLS failed (is its certificate trusted?)."
         elif code == codes.PROTOCOL_ERROR:
             detail = f"A member of @{self.name} answered with something that is not valid HTTP."
         else:

@@ -9,6 +9,12 @@ hands each socket to the loop (``connect_accepted_socket``: TLS handshake includ
 
 When the process is out of file descriptors (or memory), accepting pauses for ``RETRY_DELAY`` seconds
 instead of spinning on an always-readable socket; the waiting connections stay in the kernel's queue.
+
+``Limits.max_connections`` caps the open connections (``ConnectionCount``): at the cap the acceptor stops
+watching the listening sockets, so new clients wait in the kernel's listen backlog with their request
+intact (as nginx and gunicorn do; no accept-and-close, no 503), and it watches again when one closes.
+Protocols count themselves (``open += 1`` when made, ``closed()`` when lost: HTTP/1.1 does it for the
+protocols it hands its connection to); handshakes still in progress count as open too.
 """
 from __future__ import annotations
 
@@ -61,25 +67,60 @@ def listening_sockets(host: str | None, port: int, backlog: int, reuse_port: boo
     return socks
 
 
+class ConnectionCount:
+    """The open connections of one server against its cap (``limit``, 0: none).
+
+    The per-connection cost is one increment and one decrement: a protocol does ``open += 1`` in
+    ``connection_made`` and calls ``closed()`` once it is lost. ``on_room`` is set by the acceptor only
+    while it waits at the cap."""
+
+    __slots__ = ("open", "limit", "on_room")
+
+    def __init__(self, limit: int = 0) -> None:
+        self.open = 0
+        self.limit = limit
+        self.on_room: Callable[[], None] | None = None
+
+    def closed(self) -> None:
+        """One counted connection is gone."""
+        self.open -= 1
+        if self.on_room is not None:
+            self.on_room()
+
+
 class Acceptor:
-    """Accepts connections on ``socks`` for ``protocol_factory`` (optionally TLS), in batches."""
+    """Accepts connections on ``socks`` for ``protocol_factory`` (optionally TLS), in batches, while
+    ``count`` is under its limit."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, socks: list[socket.socket],
-                 protocol_factory: Callable[[], asyncio.Protocol], ssl: _ssl.SSLContext | None = None) -> None:
+                 protocol_factory: Callable[[], asyncio.Protocol], ssl: _ssl.SSLContext | None = None,
+                 count: ConnectionCount | None = None) -> None:
         self.loop = loop
         self.socks = socks
         self.factory = protocol_factory
         self.ssl = ssl
+        self.count = count if count is not None else ConnectionCount()
         self.accepted = 0
         self._pending: set[asyncio.Task] = set()     # handshakes in progress (strong references)
         self._retry: asyncio.TimerHandle | None = None
         self._closed = False
+        self._warned = False                          # the cap was hit once (logged once)
         for sock in socks:
             sock.setblocking(False)
             loop.add_reader(sock.fileno(), self._readable, sock)
 
+    @property
+    def at_cap(self) -> bool:
+        """No connection may be accepted now: open ones and handshakes in progress fill the cap."""
+        count = self.count
+        return 0 < count.limit <= count.open + len(self._pending)
+
     def _readable(self, sock: socket.socket) -> None:
+        count = self.count
         for _ in range(ACCEPT_BATCH):
+            if count.limit and count.open + len(self._pending) >= count.limit:
+                self._hold()
+                return
             try:
                 conn, _addr = sock.accept()
             except (BlockingIOError, InterruptedError):
@@ -107,11 +148,31 @@ class Acceptor:
 
     def _started(self, task: asyncio.Task) -> None:
         self._pending.discard(task)
+        if self.count.on_room is not None:         # a failed handshake frees its place at the cap
+            self._room()
         if task.cancelled():
             return
         exc = task.exception()
         if exc is not None and not isinstance(exc, _QUIET):
             log.error("could not set up an accepted connection", exc_info=exc)
+
+    def _hold(self) -> None:
+        """At the cap: stop watching the listening sockets until a connection closes (``_room``)."""
+        for sock in self.socks:
+            self.loop.remove_reader(sock.fileno())
+        self.count.on_room = self._room
+        if not self._warned:
+            self._warned = True
+            log.warning("%d connections open (max_connections): new clients wait in the listen backlog "
+                        "until one closes", self.count.limit)
+
+    def _room(self) -> None:
+        if self._closed or self.at_cap:
+            return
+        self.count.on_room = None
+        if self._retry is None:                    # else the EMFILE pause resumes on its own
+            for sock in self.socks:
+                self.loop.add_reader(sock.fileno(), self._readable, sock)
 
     def _pause(self) -> None:
         for sock in self.socks:
@@ -120,7 +181,7 @@ class Acceptor:
 
     def _resume(self) -> None:
         self._retry = None
-        if not self._closed:
+        if not self._closed and self.count.on_room is None:
             for sock in self.socks:
                 self.loop.add_reader(sock.fileno(), self._readable, sock)
 
@@ -129,6 +190,7 @@ class Acceptor:
         if self._closed:
             return
         self._closed = True
+        self.count.on_room = None
         if self._retry is not None:
             self._retry.cancel()
             self._retry = None

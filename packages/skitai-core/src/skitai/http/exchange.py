@@ -6,11 +6,17 @@ HTTP/1.x: ``Content-Length`` for whole answers, chunked (1.1) or close-delimited
 a body, ``Connection`` handling, and ``upgrade()`` to hand the connection to another protocol.
 
 All methods run on the loop thread. ``respond``/``start`` raise ``HeaderError`` (nothing is sent) when a
-header name, value or reason contains CR, LF or NUL or is not latin-1, or the status is 1xx (interim answers
-are the protocol's: ``100 Continue``, ``101`` through ``upgrade()``): the caller answers 500 instead.
+header name is not a token (RFC 9110 5.6.2: empty, or a space, colon, control or non-ASCII character in it),
+a value or reason contains CR, LF or NUL or is not latin-1, or the status is 1xx (interim answers are the
+protocol's: ``100 Continue``, ``101`` through ``upgrade()``): the caller answers 500 instead. Hop-by-hop
+fields an app must not set (PEP 3333: ``Keep-Alive``, ``Upgrade``, ``Proxy-Connection``, ``TE``,
+``Trailer``) are dropped, not refused: they say nothing about the answer, only about a connection that is
+the server's, and an app that copies them from elsewhere still gets its answer out. ``upgrade()`` keeps
+``Upgrade`` (the 101 needs it).
 """
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import IO, Any
@@ -23,6 +29,10 @@ NO_BODY, FIXED, CHUNKED, UNTIL_CLOSE = 0, 1, 2, 3   # framing of the answer body
 
 _monotonic = time.monotonic
 _FRAMING = frozenset(("content-length", "transfer-encoding", "connection"))
+HOP_BY_HOP = frozenset(("keep-alive", "upgrade", "proxy-connection", "te", "trailer"))   # dropped from answers
+_SPECIAL = _FRAMING | HOP_BY_HOP
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")     # tchar (RFC 9110 5.6.2)
+FIELD_NAMES: dict[str, str] = {}    # response header names already checked -> lower case (shared, bounded)
 _HTML = [("Content-Type", "text/html; charset=utf-8")]
 
 
@@ -107,14 +117,28 @@ class BaseExchange:
         return f"<{type(self).__name__} {self.request!r} state={self.state}>"
 
 
-def header_block(headers: list[tuple[str, str]]) -> tuple[bytes, str | None, bool, str | None]:
+def field_name(name: str) -> str:
+    """``name`` in lower case once it is checked to be a token (RFC 9110 5.1): a space or colon in a name
+    would change how proxies split the answer. ``FIELD_NAMES`` keeps the names seen, so the usual ones
+    cost a dict lookup (``FIELD_NAMES.get(name) or field_name(name)``). Raises ``HeaderError``."""
+    if not isinstance(name, str) or _TOKEN.fullmatch(name) is None:
+        raise HeaderError(f"invalid header name {name!r}")
+    lower = name.lower()
+    if len(FIELD_NAMES) < 2048:
+        FIELD_NAMES[name] = lower
+    return lower
+
+
+def header_block(headers: list[tuple[str, str]],
+                 switching: bool = False) -> tuple[bytes, str | None, bool, str | None]:
     """Validate and render response headers for HTTP/1.x (cached for repeated header lists).
 
     Returns ``(block, content_length, close, connection)``: the encoded ``Name: value\r\n`` lines without
-    the framing fields, the handler's Content-Length (or None), whether it asked for ``Connection: close``,
-    and any other Connection value. Raises ``HeaderError`` on CR/LF/NUL or text that is not latin-1."""
+    the framing and hop-by-hop fields (``switching``: a 101, which keeps ``Upgrade``), the handler's
+    Content-Length (or None), whether it asked for ``Connection: close``, and any other Connection value.
+    Raises ``HeaderError`` on a name that is not a token, CR/LF/NUL or text that is not latin-1."""
     key = None
-    if len(headers) <= 8:
+    if len(headers) <= 8 and not switching:
         key = tuple(headers)
         try:
             hit = _blocks.get(key)
@@ -126,9 +150,14 @@ def header_block(headers: list[tuple[str, str]]) -> tuple[bytes, str | None, boo
     app_len = None
     close = False
     conn = None
+    names = FIELD_NAMES
     for name, value in headers:
-        lname = name.lower()
-        if lname in _FRAMING:
+        lname = names.get(name) or field_name(name)
+        if lname in _SPECIAL:
+            if lname in HOP_BY_HOP:
+                if switching and lname == "upgrade":
+                    lines.append(f"{name}: {value}\r\n")
+                continue
             if "\r" in value or "\n" in value or "\0" in value:
                 raise HeaderError(f"CR, LF or NUL in header {name!r}")
             if lname == "content-length":
@@ -437,7 +466,7 @@ class H1Exchange(BaseExchange):
         if self.closed:
             raise ClientDisconnected("the client went away")
         if headers is not None:
-            block, _, _, conn = header_block(headers)
+            block, _, _, conn = header_block(headers, switching=True)
             if conn is not None:
                 block += _encode(f"Connection: {conn}\r\n")
             head = status_line(101) + clock.SERVER_DATE + block + b"\r\n"

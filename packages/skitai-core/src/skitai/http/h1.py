@@ -39,6 +39,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import httptools
@@ -49,6 +50,7 @@ from .exchange import DONE, IDLE, STREAMING, H1Exchange
 from .request import EMPTY_BODY, Body, Headers, Request, split_target
 
 if TYPE_CHECKING:
+    from .accept import ConnectionCount
     from .server import ServerState
 
 log = logging.getLogger("skitai.server")
@@ -119,6 +121,7 @@ class H1Protocol(asyncio.Protocol):
         self.transport = transport
         st = self.state
         st.conn_count += 1
+        st.count.open += 1               # given back in connection_lost, or by the protocol it is handed to
         self.conn_no = st.conn_count
         st.connections.add(self)
         peer = transport.get_extra_info("peername")
@@ -142,6 +145,7 @@ class H1Protocol(asyncio.Protocol):
         self.closing = True
         self.parser = None
         self.state.connections.discard(self)
+        self.state.count.closed()
         err = ClientDisconnected("the client went away")
         for ex in (self.active, self.receiving, *self.queue):
             if ex is not None:
@@ -690,7 +694,7 @@ class H1Protocol(asyncio.Protocol):
         proto = protocol_factory()
         if getattr(proto, "conn_no", None) == 0:       # HTTP/2 keeps this connection's number (GTIDs)
             proto.conn_no = self.conn_no
-        t.set_protocol(proto)
+        t.set_protocol(_counted(proto, self.state.count))
         proto.connection_made(t)
         if self._paused:
             self._paused = 0
@@ -703,3 +707,59 @@ class H1Protocol(asyncio.Protocol):
     async def sendfile(self, file, offset: int, count: int, head: bytes = b"") -> None:
         """``head`` (not sent yet), then ``count`` bytes of ``file`` from ``offset``: see ``http/sendfile.py``."""
         await sendfile.send(self, file, offset, count, head)
+
+
+def _counted(proto: Any, count: ConnectionCount) -> Any:
+    """``proto`` with a ``connection_lost`` that also gives the connection's place back to ``count``: the
+    connection stays counted against ``max_connections`` after HTTP/1.1 hands it over (HTTP/2, WebSocket,
+    tunnels). An instance attribute, so the protocol's own methods run without a wrapper in between; a
+    protocol without ``__dict__`` gets a forwarding wrapper instead."""
+    lost = proto.connection_lost
+    attrs = getattr(proto, "__dict__", None)
+
+    def connection_lost(exc: BaseException | None) -> None:
+        try:
+            lost(exc)
+        finally:
+            count.closed()
+            if attrs is not None:
+                attrs.pop("connection_lost", None)      # no reference cycle left behind
+
+    if attrs is not None:
+        attrs["connection_lost"] = connection_lost
+        return proto
+    kind = _ForwardBuffered if isinstance(proto, asyncio.BufferedProtocol) else _Forward
+    return kind(proto, connection_lost)
+
+
+class _Forwarding:
+    """Passes the transport's calls on to a protocol that cannot take an instance attribute."""
+
+    def __init__(self, proto: Any, lost: Callable[[BaseException | None], None]) -> None:
+        self.proto = proto
+        self.connection_lost = lost
+
+    def connection_made(self, transport: Any) -> None:
+        self.proto.connection_made(transport)
+
+    def eof_received(self) -> bool | None:
+        return self.proto.eof_received()
+
+    def pause_writing(self) -> None:
+        self.proto.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.proto.resume_writing()
+
+
+class _Forward(_Forwarding, asyncio.Protocol):
+    def data_received(self, data: bytes) -> None:
+        self.proto.data_received(data)
+
+
+class _ForwardBuffered(_Forwarding, asyncio.BufferedProtocol):
+    def get_buffer(self, sizehint: int) -> Any:
+        return self.proto.get_buffer(sizehint)
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.proto.buffer_updated(nbytes)

@@ -23,7 +23,7 @@ from typing import Any
 from skitai.config import Config
 
 from . import accesslog, clock
-from .accept import Acceptor, listening_sockets
+from .accept import Acceptor, ConnectionCount, listening_sockets
 from .h1 import H1Protocol
 
 log = logging.getLogger("skitai.server")
@@ -52,8 +52,9 @@ class ServerState:
         self.dispatch = dispatch
         self.upgrades: dict[str, Dispatch] = {k.lower(): v for k, v in (upgrades or {}).items()}
         self.h2 = h2
-        self.conn_count = 0
-        self.connections: set[H1Protocol] = set()
+        self.conn_count = 0             # connections ever made (their numbers); ``count.open``: open now
+        self.connections: set[H1Protocol] = set()     # HTTP/1.1 ones (the tick checks their timeouts)
+        self.count = ConnectionCount(config.limits.max_connections)   # every protocol, for the cap
         self.now = loop.time()          # the coarse clock connections stamp their activity with
 
 
@@ -81,6 +82,11 @@ class Server:
     @property
     def connections(self) -> set:
         return self.state.connections
+
+    @property
+    def open_connections(self) -> int:
+        """Connections open now, whatever protocol they were handed to (what ``max_connections`` caps)."""
+        return self.state.count.open
 
     def _tick(self) -> None:
         clock.refresh()
@@ -160,4 +166,4 @@ async def serve(config: Config, dispatch: Dispatch, *, sock: socket.socket | Non
             reuse_port = config.workers > 1
         socks = listening_sockets(config.address or None, config.port, config.backlog, bool(reuse_port))
     accesslog.refresh()
-    return Server(state, Acceptor(loop, socks, factory, ssl))
+    return Server(state, Acceptor(loop, socks, factory, ssl, state.count))

@@ -12,27 +12,29 @@ from typing import IO, Any
 
 from skitai.http import accesslog, clock
 from skitai.http.errors import ClientDisconnected, HeaderError
-from skitai.http.exchange import DONE, IDLE, STREAMING, BaseExchange
+from skitai.http.exchange import DONE, FIELD_NAMES, HOP_BY_HOP, IDLE, STREAMING, BaseExchange, field_name
 
 from .flow import Credit, Outbox
 from .tunnel import StreamTransport
 
-# RFC 9113 8.2.2: connection-specific fields must not appear in HTTP/2
-_HOP = frozenset(("connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"))
+# RFC 9113 8.2.2: connection-specific fields must not appear in HTTP/2; HTTP/1.1 drops the same ones
+_HOP = frozenset(("connection", "transfer-encoding")) | HOP_BY_HOP
 _UPGRADE_ONLY = _HOP | {"sec-websocket-accept"}    # an HTTP/1.1 101's fields, meaningless on a stream
 SENDFILE_CHUNK = 64 * 1024
 
 
 def h2_headers(status: int, headers: list[tuple[str, str]], length: int = -1) -> list[tuple[str, str]]:
-    """``:status`` first, names lower-cased, hop-by-hop fields dropped, Server/Date added if absent,
-    ``content-length`` added for a whole body (``length`` >= 0) that has none."""
+    """``:status`` first, names checked as tokens and lower-cased (``field_name``, as for HTTP/1.1),
+    hop-by-hop fields dropped, Server/Date added if absent, ``content-length`` added for a whole body
+    (``length`` >= 0) that has none."""
     out = [(":status", str(status))]
     seen_server = seen_date = seen_length = False
+    names = FIELD_NAMES
     for name, value in headers:
-        name = name.lower()
+        name = names.get(name) or field_name(name)
         if name in _HOP:
             continue
-        if "\r" in value or "\n" in value or "\0" in value or "\r" in name or "\n" in name:
+        if "\r" in value or "\n" in value or "\0" in value:
             raise HeaderError(f"CR, LF or NUL in header {name!r}")
         seen_server = seen_server or name == "server"
         seen_date = seen_date or name == "date"

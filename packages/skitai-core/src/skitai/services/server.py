@@ -39,7 +39,7 @@ def server_counters(servers: list[Any], wasc: Wasc) -> dict[str, Any]:
     """Connections and requests of the listeners (``skitai.http.server.Server``) for ``was.status()``."""
     states = [s.state for s in servers if getattr(s, "state", None) is not None]
     return {"listening": ", ".join(str(getattr(s, "port", "?")) for s in servers),
-            "connections_open": sum(len(st.connections) for st in states),
+            "connections_open": sum(st.count.open for st in states),     # HTTP/2 and WebSocket too
             "connections_total": sum(st.conn_count for st in states),
             "requests": sum(wasc.mount_hits.values())}
 
