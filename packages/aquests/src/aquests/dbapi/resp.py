@@ -87,12 +87,15 @@ class RespReader:
                 is_array, value, self._pos = self._item(self._pos)
             except _Incomplete:
                 return NOT_READY
-            if is_array:
-                if value:
-                    if len(stack) >= MAX_DEPTH:
-                        raise ProtocolError(f"arrays nested more than {MAX_DEPTH} deep")
-                    stack.append([[], value])
-                    continue
+            if not is_array:
+                if not stack:
+                    return value          # the usual reply: one value, no array open
+            elif value:
+                if len(stack) >= MAX_DEPTH:
+                    raise ProtocolError(f"arrays nested more than {MAX_DEPTH} deep")
+                stack.append([[], value])
+                continue
+            else:
                 value = []
             while stack:  # a complete value: hand it to the arrays it closes
                 top = stack[-1]
