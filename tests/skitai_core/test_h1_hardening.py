@@ -13,6 +13,7 @@ import pytest
 from skitai.config import Limits
 from skitai.http.request import BODY_HIGH_WATER
 from tests.support.server import ServerThread, parse_responses, raw_request
+from tests.support.net import eventually
 
 BLOCK = 128 * 1024
 
@@ -49,15 +50,6 @@ def unsent(srv: ServerThread) -> int:
     return srv.call(lambda: sum(c.transport.get_write_buffer_size() for c in srv.server.connections))
 
 
-def wait_for(cond, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
-
-
 # ---- answers the client does not read ------------------------------------------------------------
 def test_pipelined_answers_wait_while_the_client_does_not_read():
     # 100 pipelined requests for 128 KiB each, none read: the server must not produce all 12.5 MiB into
@@ -89,8 +81,8 @@ def test_unread_answer_after_client_half_close_is_cut_after_network_timeout():
             connect(srv.port, rcvbuf=32 * 1024) as s:
         s.sendall(b"GET /%d HTTP/1.1\r\nHost: x\r\n\r\n" % (4 * 1024 * 1024))
         s.shutdown(socket.SHUT_WR)
-        assert wait_for(lambda: unsent(srv) > 0, 2.0)
-        assert wait_for(lambda: srv.call(lambda: len(srv.server.connections)) == 0, 4.0)
+        assert eventually(lambda: unsent(srv) > 0, 2.0)
+        assert eventually(lambda: srv.call(lambda: len(srv.server.connections)) == 0, 4.0)
 
 
 # ---- request bodies ------------------------------------------------------------------------------

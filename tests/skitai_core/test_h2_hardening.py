@@ -20,6 +20,7 @@ from hyperframe.frame import DataFrame, Frame, GoAwayFrame, HeadersFrame, RstStr
 
 from skitai.http2.protocol import CONNECTIONS
 from tests.skitai_core.h2ws_support import H2Client, h2_server
+from tests.support.net import eventually
 
 GET = [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "localhost")]
 POST = [(":method", "POST"), (":path", "/body"), (":scheme", "http"), (":authority", "localhost")]
@@ -83,15 +84,6 @@ class RawH2:
 
     def close(self) -> None:
         self.sock.close()
-
-
-def wait_for(condition, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def live_connections(srv) -> int:
@@ -279,8 +271,8 @@ def test_connection_not_read_is_closed_after_network_timeout_and_frees_the_worke
         c = _stalled_client(srv.port)
         try:
             c.request("/forever")
-            assert wait_for(lambda: live_connections(srv) == 1)     # served, then stuck
-            assert wait_for(lambda: live_connections(srv) == 0)     # aborted after network_timeout
+            assert eventually(lambda: live_connections(srv) == 1)     # served, then stuck
+            assert eventually(lambda: live_connections(srv) == 0)     # aborted after network_timeout
             assert closed.wait(5)
         finally:
             c.close()

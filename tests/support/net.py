@@ -22,3 +22,13 @@ def wait_port(port: int, host: str = "127.0.0.1", timeout: float = 10.0) -> None
             if time.monotonic() > deadline:
                 raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s") from None
             time.sleep(0.02)
+
+
+def eventually(condition, timeout: float = 5.0, step: float = 0.02) -> bool:
+    """Poll ``condition()`` until it is true (True) or ``timeout`` seconds pass (its last value)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(step)
+    return bool(condition())

@@ -9,6 +9,14 @@ answer is 416 with ``Content-Range: bytes */size``.
 from __future__ import annotations
 
 MAX_RANGES = 32
+_BEYOND = 1 << 64          # stands for a position written with more digits than any file size needs
+
+
+def _number(digits: str) -> int:
+    """An ASCII digit string as a byte position; a very long one (thousands of digits: ``int()`` refuses
+    them, and no file is that big) means "beyond any end"."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) < 20 else _BEYOND
 
 
 class NotSatisfiable(ValueError):
@@ -24,15 +32,15 @@ def _spec(text: str, size: int) -> tuple[int, int] | bool | None:
     if not first:                                   # suffix: the last N bytes
         if not last.isdigit() or not last.isascii():
             return None
-        n = int(last)
+        n = _number(last)
         return (max(size - n, 0), size) if n and size else False
     if not first.isdigit() or not first.isascii():
         return None
-    start = int(first)
+    start = _number(first)
     if last:
         if not last.isdigit() or not last.isascii():
             return None
-        end = int(last)
+        end = _number(last)
         if end < start:
             return None
         stop = min(end + 1, size)

@@ -26,6 +26,7 @@ the headers.
 """
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import time
@@ -51,6 +52,7 @@ DEFAULTS: dict[str, Any] = {
 IDLE_OPEN = 60.0      # a large file kept open but not requested for this long gets closed ...
 IDLE_SWEEP = 10.0     # ... by a sweep at most this often, run from a lookup
 _monotonic = time.monotonic
+log = logging.getLogger("skitai.static")
 _CONDITIONAL = frozenset({"if-match", "if-none-match", "if-modified-since", "if-unmodified-since", "range"})
 _REDIRECT = object()      # a directory without its slash, holding an index file
 _BARE_DIR = object()      # a directory without its slash and without an index file (still redirected)
@@ -72,6 +74,16 @@ def _open_fd(real: str) -> tuple[int, os.stat_result]:
 def _open_regular(real: str) -> tuple[IO[bytes], os.stat_result]:
     fd, st = _open_fd(real)
     return os.fdopen(fd, "rb", buffering=0), st
+
+
+def _cut_short(exchange: Any) -> None:
+    """The file shrank while it was sent: an operational event, not a server bug, so a warning and no
+    traceback; the connection (or stream) is cut, since only that tells the client the answer is short."""
+    log.warning("%s %s: the file shrank while being sent; answer cut short",
+                exchange.request.method, exchange.request.path)
+    abort = getattr(exchange, "abort", None)
+    if abort is not None:
+        abort()
 
 
 def _page(status: int, headers: list[tuple[str, str]]) -> tuple[list[tuple[str, str]], bytes]:
@@ -324,7 +336,11 @@ class StaticHandler:
         count = stop - start
         offer = getattr(exchange, "offer_file", None)      # HTTP/1.1: head and file at once, mostly whole
         if offer is not None and count:
-            left = offer(f, start, count)
+            try:
+                left = offer(f, start, count)
+            except EOFError:
+                _cut_short(exchange)
+                return None
             if not left:
                 return None         # the caller closes f
             start += count - left
@@ -336,7 +352,11 @@ class StaticHandler:
         """The rest of the bytes by ``exchange.sendfile``; a client going away ends it (the server copes)."""
         with f:
             if count:
-                await exchange.sendfile(f, offset, count)
+                try:
+                    await exchange.sendfile(f, offset, count)
+                except EOFError:
+                    _cut_short(exchange)
+                    return
             exchange.end()
 
     def _timed(self, entry: Entry) -> list[tuple[str, str]]:

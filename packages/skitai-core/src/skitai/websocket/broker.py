@@ -28,12 +28,13 @@ class Room:
         self.broker.leave(self, sender)
 
     def publish(self, data: str | bytes, client_id: int | None = None) -> None:
-        """Deliver encoded ``data`` to ``client_id``, or to every client when it is None."""
+        """Deliver encoded ``data`` to ``client_id``, or to every client when it is None; never waits for
+        a slow reader (it would stall the whole room), see ``Sender.deliver``."""
         with self._lock:
             targets = list(self._clients.values()) if client_id is None else \
                 [c for c in (self._clients.get(client_id),) if c is not None]
         for sender in targets:
-            sender.deliver(data)
+            sender.deliver(data, False)
 
 
 class LocalBroker:

@@ -74,15 +74,18 @@ class Sender:
         else:
             self.deliver(data)
 
-    def deliver(self, data: str | bytes) -> None:
-        """Put already encoded data on this connection."""
+    def deliver(self, data: str | bytes, wait: bool = True) -> None:
+        """Put already encoded data on this connection. ``wait=False`` (a group's fan-out) never blocks on a
+        client that reads slowly, so one such member cannot stall its room; it is cut when too far behind."""
         ws = self.ws
         if ws is None or ws.closed:
             return
         if threading.get_ident() == self._loop_thread:
             ws.send(data)
+            if not wait:
+                ws.check_backlog()
         else:
-            ws.send_threadsafe(data)
+            ws.send_threadsafe(data, wait)
 
     def close(self, code: int = NORMAL, reason: str = "") -> None:
         ws = self.ws
@@ -132,8 +135,11 @@ class _Serial:
             except Exception:
                 log.exception("websocket handler failed")
         ws = self.ws_getter()
-        if resume and ws is not None and ws.loop is not None:
-            ws.loop.call_soon_threadsafe(ws.resume)
+        if resume and ws is not None and ws.transport is not None:
+            try:
+                ws.loop.call_soon_threadsafe(ws.resume)
+            except RuntimeError:                 # the server stopped meanwhile: nothing to resume
+                pass
 
 
 class SimpleSession:
@@ -277,7 +283,10 @@ class DedicatedSender(Sender):
             self._gone = True
         elif self.paused and self.inbox.qsize() < 1 and self.ws is not None:
             self.paused = False
-            self.ws.loop.call_soon_threadsafe(self.ws.resume)
+            try:
+                self.ws.loop.call_soon_threadsafe(self.ws.resume)
+            except RuntimeError:                 # the server stopped: nothing to resume
+                pass
         return msg
 
 

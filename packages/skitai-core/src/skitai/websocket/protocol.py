@@ -19,6 +19,7 @@ reused for another connection.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 import time
@@ -30,6 +31,8 @@ from wsproto.frame_protocol import CloseReason, FrameProtocol, Opcode, ParseFail
 from skitai.wsgi.threadpool import inbox_for
 
 NORMAL, GOING_AWAY, TOO_BIG = 1000, 1001, 1009
+COALESCE = 64         # fragments of one message joined into one piece, so tiny fragments cost no more memory
+log = logging.getLogger("skitai.websocket")
 CONNECTIONS: weakref.WeakSet = weakref.WeakSet()       # open WebSockets, for a going-away close on shutdown
 _TEXT, _BINARY, _CLOSE, _PING, _PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CLOSE, Opcode.PING, Opcode.PONG
 _monotonic = time.monotonic
@@ -72,7 +75,12 @@ class WebSocketProtocol(asyncio.Protocol):
         self._max_size = limits.ws_max_message_size
         self._chunk = 4096 if extensions else 1 << 20     # bounds one inflate step (~4 MB at 1000:1)
         self._parts: list = []
+        self._joined = 0                  # _parts[:_joined] are joined runs of COALESCE fragments
         self._size = 0
+        self._unread = False              # reading paused while wsproto may still hold frames
+        self._held = b""                  # received bytes not fed to wsproto yet (reading paused)
+        self._stall: asyncio.TimerHandle | None = None    # cuts a client that stays unwritable too long
+        self._backlog_max = self._max_size + limits.write_buffer_high   # a group member this far behind: cut
         self._last_seen = self._last_msg = _monotonic()
         self._ping_sent: float | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -102,12 +110,21 @@ class WebSocketProtocol(asyncio.Protocol):
         if self._peer_closed or self.transport is None:
             return
         self._last_seen = _monotonic()
-        chunk = self._chunk
-        if len(data) <= chunk:
-            self.frames.receive_bytes(data)
-            self._read_frames()
+        if self._held or self._paused_by or len(data) > self._chunk:
+            self._feed(self._held + data if self._held else data)
             return
+        self.frames.receive_bytes(data)
+        self._read_frames()
+
+    def _feed(self, data: bytes) -> None:
+        """Bytes to wsproto ``_chunk`` at a time (one inflate step stays small); while reading is paused the
+        rest waits in ``_held`` (the current read may hold thousands of frames)."""
+        chunk = self._chunk
+        self._held = b""
         for i in range(0, len(data), chunk):
+            if self._paused_by:
+                self._held = data[i:]
+                return
             self.frames.receive_bytes(data[i:i + chunk])
             self._read_frames()
             if self._peer_closed or self.transport is None:
@@ -123,19 +140,35 @@ class WebSocketProtocol(asyncio.Protocol):
         CONNECTIONS.discard(self)
         if self._timer:
             self._timer.cancel()
+        if self._stall:
+            self._stall.cancel()
+        self._held = b""
         self._writable.set()
         self._finish(self.close_code or CloseReason.ABNORMAL_CLOSURE)
 
     def pause_writing(self) -> None:
+        """The client reads slower than we write: stop reading its messages (their answers would pile up)
+        and cut it if it stays so for ``network_timeout``."""
         self._writable.clear()
+        self.pause("write")
+        if self._stall is None and self.loop is not None:
+            self._stall = self.loop.call_later(self.limits.network_timeout, self._stalled)
 
     def resume_writing(self) -> None:
         self._writable.set()
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
+        self.resume("write")
 
     # -- frames ---------------------------------------------------------------------------------
     def _read_frames(self) -> None:
         """Every complete frame wsproto has now. Data frames carry their message's opcode (wsproto's
-        message decoder resolves CONTINUATION), text already UTF-8 checked and decoded to str."""
+        message decoder resolves CONTINUATION), text already UTF-8 checked and decoded to str. Stops after
+        the frame that paused reading; ``resume`` goes on with the rest."""
+        if self._paused_by:
+            self._unread = True
+            return
         try:
             for frame in self.frames.received_frames():
                 opcode = frame.opcode
@@ -148,6 +181,8 @@ class WebSocketProtocol(asyncio.Protocol):
                         self._received(payload)
                     else:
                         self._fragment(payload, frame.message_finished, opcode is _TEXT)
+                        if self._peer_closed:     # too big: nothing more is parsed (or inflated)
+                            return
                 elif opcode is _CLOSE:
                     self._peer_close(*frame.payload)
                     return
@@ -156,25 +191,32 @@ class WebSocketProtocol(asyncio.Protocol):
                         self._emit(self.frames.pong, frame.payload)
                 elif opcode is _PONG:
                     self._ping_sent = None
-                if self.transport is None:
+                if self._paused_by or self.transport is None:
+                    self._unread = True
                     return
         except ParseFailed as e:          # wsproto found a protocol error (1002, 1007, ...)
             if self.closed:
                 self._shutdown()
             else:
-                self.close(e.code, str(e)[:120])
+                self._fail(e.code, str(e)[:120])
 
     def _fragment(self, data: str | bytes, finished: bool, text: bool) -> None:
         self._size += len(data)
         if self._size > self._max_size:
             self._parts = []
-            self.close(TOO_BIG, "message too big")
+            self._joined = 0
+            self._fail(TOO_BIG, "message too big")
             return
-        self._parts.append(data)
+        parts = self._parts
+        parts.append(data)
         if not finished:
+            if len(parts) - self._joined >= COALESCE:     # a str/bytes object per 1-byte fragment: ~50x
+                parts[self._joined:] = [("" if text else b"").join(parts[self._joined:])]
+                self._joined += 1
             return
-        data = ("" if text else b"").join(self._parts)
+        data = ("" if text else b"").join(parts)
         self._parts = []
+        self._joined = 0
         self._size = 0
         self._last_msg = self._last_seen
         self._received(data)
@@ -229,10 +271,48 @@ class WebSocketProtocol(asyncio.Protocol):
             return
         self.loop.call_later(self.limits.network_timeout, self._shutdown)
 
+    def _fail(self, code: int, reason: str) -> None:
+        """Bad input (RFC 6455 7.1.7): send the close frame and read nothing more, so neither the rest of
+        a huge frame nor a deflate bomb gets parsed or inflated. Where the transport can, our side is
+        half-closed behind the frame (the client sees the code, then EOF); the peer's bytes are drained
+        unread until it closes, or ``network_timeout`` passes."""
+        self.close(code, reason)
+        self._peer_closed = True
+        self._parts = []
+        self._held = b""
+        transport = self.transport
+        try:
+            if transport is not None and not transport.is_closing() and transport.can_write_eof():
+                transport.write_eof()
+        except (AttributeError, NotImplementedError, OSError, RuntimeError):
+            pass
+
     def _shutdown(self) -> None:
         self.closed = True
-        if self.transport is not None:
-            self.transport.close()
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+            if transport.get_write_buffer_size():     # close() waits for a flush the peer may never take
+                self.loop.call_later(self.limits.network_timeout, self._cut, "the close did not flush")
+
+    def _stalled(self) -> None:
+        self._stall = None
+        self._cut("the client does not read")
+
+    def _cut(self, why: str) -> None:
+        """Drop the connection now: a close frame could not reach a client that does not read."""
+        transport = self.transport
+        if transport is not None and (not self._writable.is_set() or transport.is_closing()):
+            log.info("websocket cut: %s", why)
+            transport.abort()
+
+    def check_backlog(self) -> None:
+        """After a message that must not wait for this client (a group's): a client more than
+        ``ws_max_message_size`` + ``write_buffer_high`` bytes behind is cut (loop thread)."""
+        transport = self.transport
+        if (not self._writable.is_set() and transport is not None
+                and transport.get_write_buffer_size() > self._backlog_max):
+            self._cut("too far behind its group")
 
     def _finish(self, code: int) -> None:
         session, self.session = self.session, None
@@ -241,8 +321,10 @@ class WebSocketProtocol(asyncio.Protocol):
             session.closed(code)
 
     # -- from other threads ---------------------------------------------------------------------
-    def send_threadsafe(self, message: str | bytes) -> None:
-        """Send from a worker thread; blocks while the client reads slower than we write.
+    def send_threadsafe(self, message: str | bytes, wait: bool = True) -> None:
+        """Send from a worker thread; blocks while the client reads slower than we write (``wait``; a
+        client that stays so for ``network_timeout`` is cut, which ends the wait). ``wait=False`` (a group's
+        fan-out) never blocks on this client: one too far behind is cut (``check_backlog``).
         Straight to the socket when nothing waits before it (see the module doc); else through the loop,
         where sends of many threads in one loop turn share one wake-up (``LoopInbox``)."""
         lock = self._wlock
@@ -253,7 +335,13 @@ class WebSocketProtocol(asyncio.Protocol):
                 if not self._write_direct(message):
                     self._post_locked(self.send, message)
         if not self._writable.is_set():
-            self._writable.wait(self.limits.network_timeout)
+            if wait:
+                self._writable.wait(self.limits.network_timeout)
+            else:
+                try:
+                    self.loop.call_soon_threadsafe(self.check_backlog)
+                except RuntimeError:             # the loop is closed: the connection is gone
+                    pass
 
     def _write_direct(self, message: str | bytes) -> bool:    # worker thread, under _wlock
         transport = self.transport
@@ -308,6 +396,11 @@ class WebSocketProtocol(asyncio.Protocol):
         self._paused_by.discard(who)
         if not self._paused_by and self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
+            if self._unread:              # frames left in wsproto when reading paused
+                self._unread = False
+                self._read_frames()
+            if self._held and not self._paused_by and not self._peer_closed:
+                self._feed(self._held)
 
     # -- keep-alive -----------------------------------------------------------------------------
     def _schedule(self) -> None:
