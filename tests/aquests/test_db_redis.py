@@ -48,6 +48,8 @@ def test_reader_handles_every_type_and_any_split():
     (b":12x\r\n", "bad integer"),
     (b"$3\r\nabcd\r\n", "CRLF"),
     (b"$999999999999\r\n", "limit"),
+    (b"$-5\r\n", "only -1"),
+    (b"*-2\r\n", "only -1"),
     (b"+" + b"x" * 70000, "too long"),
 ])
 def test_reader_rejects_garbage(wire, match):

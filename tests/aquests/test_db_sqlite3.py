@@ -59,6 +59,21 @@ async def test_transaction_is_atomic(dbpath):
     assert [r.id for r in (await db.execute("SELECT id FROM t ORDER BY id")).data] == [1, 2]
 
 
+async def test_a_script_in_a_transaction_stays_atomic(dbpath):
+    # before: a script of several statements went through executescript(), which COMMITs the open
+    # transaction first, so a later failure could not roll back what came before it
+    db = aquests.aio.sqlite3(dbpath)
+    await db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)")
+    bad = await db.transaction(["INSERT INTO t VALUES (1, 'a')",
+                                "INSERT INTO t VALUES (2, 'x;y'); INSERT INTO t VALUES (3, 'c') -- ;",
+                                "INSERT INTO t VALUES (1, 'dup')"])
+    assert bad.status_code == codes.DB_ERROR and "UNIQUE" in bad.reason
+    assert (await db.execute("SELECT count(*) AS n FROM t")).data[0].n == 0
+    ok = await db.transaction(["INSERT INTO t VALUES (2, 'x;y'); INSERT INTO t VALUES (3, 'c');"])
+    assert ok.ok
+    assert [r.v for r in (await db.execute("SELECT v FROM t ORDER BY id")).data] == ["x;y", "c"]
+
+
 async def test_slow_query_does_not_block_the_loop(dbpath):
     db = aquests.aio.sqlite3(dbpath)
     r = await db.execute(SLOW.format(n=600_000))          # real work in the worker thread

@@ -126,6 +126,8 @@ class RespReader:
         if kind == 36:  # $ bulk string
             n = self._int(line)
             if n < 0:
+                if n != -1:
+                    raise ProtocolError(f"bulk string length {n}: only -1 (nil) may be negative")
                 return False, None, pos
             if n > MAX_BULK:
                 raise ProtocolError(f"bulk string of {n} bytes is over the {MAX_BULK} limit")
@@ -142,6 +144,8 @@ class RespReader:
         if kind == 42:  # * array
             n = self._int(line)
             if n < 0:
+                if n != -1:
+                    raise ProtocolError(f"array length {n}: only -1 (nil) may be negative")
                 return False, None, pos
             if n > MAX_ARRAY:
                 raise ProtocolError(f"array of {n} items is over the limit")

@@ -118,7 +118,7 @@ class _Worker(threading.Thread):
         conn.execute("BEGIN")
         try:
             for sql, params in job.statements:
-                out = self._statement(conn, sql, params)
+                out = self._statement(conn, sql, params, in_transaction=True)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
@@ -126,12 +126,18 @@ class _Worker(threading.Thread):
         return out
 
     @staticmethod
-    def _statement(conn: _sqlite3.Connection, sql: str, params: Any) -> tuple:
+    def _statement(conn: _sqlite3.Connection, sql: str, params: Any, in_transaction: bool = False) -> tuple:
         try:
             cur = conn.execute(sql, params if params is not None else ())
         except _sqlite3.ProgrammingError as exc:
             if params is None and "one statement at a time" in str(exc):
-                cur = conn.executescript(sql)  # several statements, no parameters
+                if in_transaction:
+                    # executescript() COMMITs a pending transaction first: one statement at a time keeps
+                    # the whole script inside it
+                    for one in _statements(sql):
+                        cur = conn.execute(one)
+                else:
+                    cur = conn.executescript(sql)  # several statements, no parameters
             else:
                 raise
         desc = cur.description
@@ -265,3 +271,18 @@ class SQLite3:
 
 
 __all__ = ["SQLite3", "stop_all"]
+
+
+def _statements(script: str) -> list[str]:
+    """The statements of ``script``, split where SQLite's own ``complete_statement`` says one ends (a ``;``
+    inside a string literal, a comment or a trigger body does not end it)."""
+    out, acc = [], ""
+    for piece in script.split(";"):
+        acc += piece + ";"
+        if _sqlite3.complete_statement(acc):
+            if acc.strip(" \t\r\n;"):
+                out.append(acc)
+            acc = ""
+    if acc.strip(" \t\r\n;"):
+        out.append(acc)
+    return out
