@@ -81,6 +81,8 @@ class RespReader:
 
     def get(self) -> Any:
         """The next complete reply, or ``NOT_READY``."""
+        if self._pos >= len(self._buf):
+            return NOT_READY              # the usual second call after a reply: no exception raised
         stack = self._stack
         while True:
             try:
