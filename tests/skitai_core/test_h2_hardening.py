@@ -299,3 +299,29 @@ def test_unknown_protocol_answer_closes_the_stream():
             assert resets and resets[0].error_code == ErrorCodes.NO_ERROR
         finally:
             c.close()
+
+
+def test_bad_trailer_names_reset_the_stream_not_the_connection():
+    # before: trailers went out unchecked (h2 does not check what we send): a name with a space broke
+    # the client's whole connection
+    def dispatch(ex):
+        ex.start(200, [("Content-Type", "text/plain")])
+        if ex.request.path == "/bad":
+            ex.trailers = [("grpc status", "0")]
+        else:
+            ex.trailers = [("Grpc-Status", "0")]
+        ex.end(b"body")
+
+    with h2_server(dispatch) as s:
+        c = H2Client(s.port)
+        try:
+            bad = c.request("/bad")
+            c.response(bad)
+            resets = [e for e in c.events if isinstance(e, h2.events.StreamReset) and e.stream_id == bad]
+            assert resets and resets[0].error_code == ErrorCodes.INTERNAL_ERROR
+            good = c.request("/good")
+            headers, body = c.response(good)
+            trailers = [e for e in c.events if isinstance(e, h2.events.TrailersReceived) and e.stream_id == good]
+            assert body == b"body" and dict(trailers[0].headers) == {"grpc-status": "0"}
+        finally:
+            c.close()

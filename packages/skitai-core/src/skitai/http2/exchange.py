@@ -6,6 +6,7 @@ connection's coalesced flush, so many answers finished in one loop turn leave in
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import IO, Any
@@ -21,6 +22,20 @@ from .tunnel import StreamTransport
 _HOP = frozenset(("connection", "transfer-encoding")) | HOP_BY_HOP
 _UPGRADE_ONLY = _HOP | {"sec-websocket-accept"}    # an HTTP/1.1 101's fields, meaningless on a stream
 SENDFILE_CHUNK = 64 * 1024
+log = logging.getLogger("skitai.server")
+
+
+def trailer_fields(trailers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Trailer names checked as tokens and lower-cased, values without CR/LF/NUL (a gRPC status, say):
+    h2 does not check what we send. Raises ``HeaderError``."""
+    out = []
+    names = FIELD_NAMES
+    for name, value in trailers:
+        name = names.get(name) or field_name(name)
+        if not isinstance(value, str) or "\r" in value or "\n" in value or "\0" in value:
+            raise HeaderError(f"bad value in trailer {name!r}")
+        out.append((name, value))
+    return out
 
 
 def h2_headers(status: int, headers: list[tuple[str, str]], length: int = -1) -> list[tuple[str, str]]:
@@ -143,8 +158,16 @@ class H2Exchange(BaseExchange):
         if self.closed:
             self.proto.stream_done(self)
             return
+        trailers = self.trailers
+        if trailers is not None:
+            try:
+                trailers = trailer_fields(trailers)
+            except HeaderError as e:      # after the head: only the stream can tell the client
+                log.error("HTTP/2 stream %d: bad trailers: %s", self.stream_id, e)
+                self.abort()
+                return
         self._queue(data)
-        self.outbox.trailers = self.trailers
+        self.outbox.trailers = trailers
         self.outbox.ending = True
         self.proto.pump(self)
 
