@@ -272,3 +272,16 @@ async def test_connect_moves_on_to_the_next_address(pg_server):
     r = await aquests.aio.postgresql(f"postgresql://?{dsn.replace(' ', '&')}").execute("SELECT 1 AS one")
     assert r.ok, r.reason
     assert r.data[0].one == 1
+
+
+async def test_a_pool_busy_for_the_whole_timeout_says_so(pg_server):
+    # before: "no answer within the timeout", as if the server were slow
+    db = make(pg_server, pool_size=1)
+    slow = asyncio.ensure_future(db.execute("SELECT pg_sleep(1.5)"))
+    await asyncio.sleep(0.2)
+    r = await db.execute("SELECT 1", timeout=0.3)
+    assert r.status_code == codes.TIMEOUT and "all 1 connections of the pool busy" in r.reason, r.reason
+    with pytest.raises(DBError, match="pool busy"):
+        async with db.transaction(timeout=0.3):
+            pass
+    assert (await slow).ok

@@ -16,6 +16,7 @@ import weakref
 from collections import deque
 from typing import Any, Awaitable, Callable, Generic, Hashable, Protocol, TypeVar
 
+from .. import codes
 from .errors import failure
 
 DEFAULT_MAXSIZE = 10
@@ -232,12 +233,13 @@ class LoopPooled:
         conn = pool.try_acquire()
         try:
             if conn is None:
-                conn = await asyncio.wait_for(pool.acquire(), deadline - started)
+                conn = await acquire_within(pool, deadline - started)
             result = await work(conn, deadline)
         except Exception as exc:
             if conn is not None:
                 pool.release(conn, broken=keeps is None or not keeps(conn, exc))
-            return failure(exc, url=self.url, method=method, meta=meta)
+            return failure(exc, url=self.url, method=method, meta=meta,
+                           code=codes.REQUEST_FAILED if isinstance(exc, PoolClosed) else None)
         except BaseException:
             if conn is not None:
                 pool.release(conn, broken=True)
@@ -254,6 +256,18 @@ class LoopPooled:
             pool = self._pool = get_pool(self.key, lambda: Pool(
                 connect, maxsize=self.pool_size, idle_timeout=self.idle_timeout, name=self.url))
         return pool
+
+
+async def acquire_within(pool: Pool, timeout: float) -> Any:
+    """``pool.acquire()`` within ``timeout``; running out of time says whether every connection was busy
+    (a pool too small for the load) or a new one could not be opened in time."""
+    try:
+        return await asyncio.wait_for(pool.acquire(), timeout)
+    except TimeoutError:
+        if pool.busy >= pool.maxsize:
+            raise TimeoutError(f"all {pool.maxsize} connections of the pool busy for the whole timeout "
+                               f"({timeout:g} s)") from None
+        raise TimeoutError(f"no connection opened within the timeout ({timeout:g} s)") from None
 
 
 def pools_of_loop(loop: asyncio.AbstractEventLoop | None = None) -> dict[Hashable, Any]:

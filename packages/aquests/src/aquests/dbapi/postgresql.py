@@ -17,7 +17,7 @@ from typing import Any, Sequence
 from .args import PG_PORT, check_params, parse_auth, parse_server
 from .deadline import Deadline
 from .errors import failure
-from .pool import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAXSIZE, LoopPooled, Pool
+from .pool import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAXSIZE, LoopPooled, Pool, acquire_within
 from .response import DBResponse, make_rows
 
 try:
@@ -305,7 +305,7 @@ class Transaction:
         """Raises ``DBError`` (with the failed response) when no transaction could be started."""
         self._pool = self._db.pool
         try:
-            self._conn = await asyncio.wait_for(self._pool.acquire(), self._timeout)
+            self._conn = await acquire_within(self._pool, self._timeout)
         except Exception as exc:
             failure(exc, url=self._db.url, method="BEGIN", meta=None).raise_for_status()
         begun = await self.execute("BEGIN")
