@@ -1,6 +1,7 @@
 """WebSocket through the WSGI environ (the spec's Flask section): handshake, events, replies, sends."""
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -268,3 +269,23 @@ def test_subprotocol_is_the_apps_choice():
         with pytest.raises(InvalidStatus) as e:           # the app chose one the client did not offer
             wsc.connect(url + "/wrong", subprotocols=["v1.chat"])
         assert e.value.response.status_code == 500
+
+
+@pytest.mark.parametrize("threads", [0, 2])
+def test_a_handler_failing_on_every_message_does_not_flood_the_log(threads, caplog):
+    """The first failure is logged with its traceback; the next ones are counted, not each logged."""
+    def always_boom(environ, start_response):
+        if environ["websocket.message"] == "ping":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"pong"]
+        raise RuntimeError("the app failed")
+    app = ws_app(always_boom)
+
+    with caplog.at_level(logging.ERROR, logger="skitai.websocket"):
+        with ServerThread(app=app, threads=threads) as s, wsc.connect(f"ws://127.0.0.1:{s.port}/") as ws:
+            for _ in range(50):
+                ws.send("boom")
+            ws.send("ping")
+            assert ws.recv(timeout=10) == "pong"           # the connection still serves
+    failures = [r for r in caplog.records if "handler failed" in r.getMessage()]
+    assert len(failures) == 1 and failures[0].exc_info is not None

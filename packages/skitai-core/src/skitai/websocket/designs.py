@@ -15,6 +15,7 @@ import itertools
 import logging
 import queue
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -96,6 +97,31 @@ class Sender:
                 ws.close_threadsafe(code, reason)
 
 
+class FailureLog:
+    """A connection's handler failures in the log: the first with its traceback, then at most one line
+    every ``LOG_EVERY`` seconds saying how many failed meanwhile, so a client whose every message breaks
+    the app cannot flood the log (call ``failed()`` inside the ``except``)."""
+
+    LOG_EVERY = 10.0
+    __slots__ = ("client_id", "next_at", "quiet")
+
+    def __init__(self, client_id: int) -> None:
+        self.client_id = client_id
+        self.next_at = 0.0
+        self.quiet = 0
+
+    def failed(self) -> None:
+        now = time.monotonic()
+        if now < self.next_at:
+            self.quiet += 1
+            return
+        if self.quiet:
+            log.error("websocket client %s: %d more handler failures not logged", self.client_id, self.quiet)
+        log.exception("websocket handler failed (client %s)", self.client_id)
+        self.quiet = 0
+        self.next_at = now + self.LOG_EVERY
+
+
 class _Serial:
     """Runs the jobs of one connection one at a time, in arrival order, on the executor."""
 
@@ -150,6 +176,7 @@ class SimpleSession:
 
     def __init__(self, handler: Handler, sender: Sender, executor: Any, limits: Any) -> None:
         self.handler, self.sender = handler, sender
+        self.failures = FailureLog(sender.client_id)
         self.serial = None if executor is None else \
             _Serial(self._job, executor, lambda: sender.ws, limits.ws_max_queue)
 
@@ -179,11 +206,14 @@ class SimpleSession:
         try:
             self._answer(self.handler(event, message, self.sender), True)
         except Exception:
-            log.exception("websocket handler failed")
+            self.failures.failed()
 
     def _job(self, job: tuple) -> None:           # worker thread
         event, message = job
-        self._answer(self.handler(event, message, self.sender), False)
+        try:
+            self._answer(self.handler(event, message, self.sender), False)
+        except Exception:
+            self.failures.failed()
 
     def _answer(self, reply: Any, on_loop: bool) -> None:
         """A plain str/bytes answer of a single connection goes straight to the frame layer (from the
