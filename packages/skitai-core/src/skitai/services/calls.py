@@ -6,6 +6,8 @@ for ``rpc``, ``grpc``, ``ws``, ``upload`` and the database stubs.
 """
 from __future__ import annotations
 
+import hashlib
+
 from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
@@ -108,18 +110,30 @@ class HttpVerb(_Modes):
 
         async def send(url: str):
             key = url if data is None else f"{url}{'&' if '?' in url else '?'}{_query(data)}"
-            cached = lookup.get(key) if lookup is not None else None
+            cached = lookup.get(key, hdrs) if lookup is not None else None
             if cached is not None:
                 return cached
             resp = await client.request(method, url, headers=hdrs, auth=auth, timeout=timeout,
                                         meta=dict(meta or {}), **body)
             if store is not None:
-                store.put(key, resp, private=has_credentials(hdrs, auth))
+                store.put(key, resp, private=has_credentials(hdrs, auth), headers=hdrs)
             return resp
 
-        ident = make_ident(cluster.name if cluster else None, path, "http", method, data, mapped=(mode == MAP))
+        ident = make_ident(cluster.name if cluster else None, path, "http", method, data,
+                           mapped=(mode == MAP)) + caller(hdrs, auth)
         return self._task(mode, cluster, lambda m: send(m.url(path)), lambda: send(path),
                           ident=ident, use_cache=use_cache, callback=callback, url=uri, filter=filter)
+
+
+def caller(headers: Mapping[str, str], auth: Any) -> str:
+    """The part of a result-cache key that says who asked: a digest of the call's credentials (``auth``,
+    ``Authorization``, ``Cookie``), so a result fetched for one user is never served to another ("" when
+    the call carries none)."""
+    creds = [repr(auth)] if auth is not None else []
+    creds += [f"{k.lower()}:{v}" for k, v in headers.items() if k.lower() in ("authorization", "cookie")]
+    if not creds:
+        return ""
+    return "/@" + hashlib.sha256("\n".join(creds).encode("utf-8", "surrogatepass")).hexdigest()[:24]
 
 
 def _query(data: Any) -> str:
@@ -162,7 +176,8 @@ class RpcVerb(_Modes):
             def send(url: str):
                 return xmlrpc.call(client, urlmod.parse(url), name, args, headers=hdrs, auth=auth,
                                    timeout=timeout, meta=dict(meta or {}))
-            ident = make_ident(cluster.name if cluster else None, path, "rpc", name, args, mapped=(mode == MAP))
+            ident = make_ident(cluster.name if cluster else None, path, "rpc", name, args,
+                               mapped=(mode == MAP)) + caller(hdrs, auth)
             return self._task(mode, cluster, lambda m: send(m.url(path)), lambda: send(path),
                               ident=ident, use_cache=use_cache, callback=callback, url=uri, filter=filter)
 
@@ -252,7 +267,7 @@ class DbStub:
             def on(srv: str, db: Any, au: Any):
                 return getattr(_connector(kind, srv, db, au, timeout), op)(*args, **kw)
             ident = make_ident(cluster.name if cluster else server, str(dbname), kind, op, (args, kw),
-                               mapped=(mode == MAP))
+                               mapped=(mode == MAP)) + caller({}, auth)
             return verb._task(mode, cluster,
                               lambda m: on(m.server, m.dbname if dbname is None else dbname, m.auth or auth),
                               lambda: on(server, dbname, auth),

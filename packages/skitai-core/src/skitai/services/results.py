@@ -11,6 +11,8 @@ from aquests import codes
 from aquests.response import Response
 
 INITIAL, TIMEOUT, EXCEPTION, NORMAL = 0, 1, 2, 3
+MAX_CACHED_BYTES = 10 * 1024 * 1024     # a result whose bodies add up to more is not kept (the cache counts
+                                        # entries, not bytes: this keeps ``maxobj`` entries from holding GBs)
 
 
 def classify(response: Any) -> int:
@@ -23,12 +25,24 @@ def classify(response: Any) -> int:
     return NORMAL
 
 
+def body_size(result: Any) -> int:
+    """Bytes of the response bodies a result holds (every member's for a map)."""
+    members = getattr(result, "results", None)
+    if members is not None:
+        return sum(body_size(r) for r in members)
+    content = getattr(getattr(result, "response", result), "content", None)
+    return len(content) if isinstance(content, (bytes, bytearray, str)) else 0
+
+
 def keep(cache: Any, ident: str | None, result: Any, timeout: float, normal: bool) -> bool:
-    """Store ``result`` under ``ident`` for ``timeout`` seconds when it is normal; ``timeout <= 0`` expires it."""
+    """Store ``result`` under ``ident`` for ``timeout`` seconds when it is normal and not over
+    ``MAX_CACHED_BYTES``; ``timeout <= 0`` expires it."""
     if cache is None or ident is None:
         return False
     if timeout <= 0:
         cache.expire(ident)
+        return False
+    if normal and body_size(result) > MAX_CACHED_BYTES:
         return False
     return normal and cache.put(ident, result, timeout)
 

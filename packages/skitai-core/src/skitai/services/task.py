@@ -6,6 +6,8 @@ worker thread, until ``timeout`` seconds counted from the call's creation; then 
 (its connection is dropped) and the result is a timeout (status 1, code 730).
 With ``callback=`` the task runs in callback mode: the callback gets the result on the loop thread and
 the blocking waits raise.
+A call made after the server's loop has closed (a background thread outliving the server) raises
+``ServerStoppedError`` at once; a wait's timeout must be a number (there is no wait without a limit).
 """
 from __future__ import annotations
 
@@ -26,6 +28,10 @@ log = logging.getLogger("skitai.app")
 
 class WaitOnLoopError(RuntimeError):
     """A blocking wait was attempted on the event loop thread, where it would stall every client."""
+
+
+class ServerStoppedError(RuntimeError):
+    """A ``was`` call made after the server's event loop closed: nothing could ever run it."""
 
 
 def _callback_spec(callback: Any) -> tuple[Callable | None, tuple]:
@@ -66,6 +72,10 @@ class Task:
 
     # -- running -----------------------------------------------------------------------------------
     def _schedule(self, work: Callable[[], Awaitable[Any]]) -> concurrent.futures.Future:
+        if self._loop.is_closed():
+            raise ServerStoppedError(f"was call to {self._url} refused: the server has stopped (its event loop "
+                                     "is closed)")
+
         async def run() -> Result | Results:
             try:
                 raw = await work()
@@ -84,7 +94,12 @@ class Task:
             fut: concurrent.futures.Future = concurrent.futures.Future()
             task.add_done_callback(lambda t: _copy(t, fut))
             return fut
-        return asyncio.run_coroutine_threadsafe(run(), self._loop)
+        coro = run()
+        try:
+            return asyncio.run_coroutine_threadsafe(coro, self._loop)
+        except RuntimeError as exc:       # the loop closed between the check and the hand-over
+            coro.close()
+            raise ServerStoppedError(f"was call to {self._url} refused: the server has stopped ({exc})") from None
 
     def _wrap(self, raw: Any) -> Result | Results:
         if self.mapped:
@@ -107,6 +122,8 @@ class Task:
 
     # -- waiting -----------------------------------------------------------------------------------
     def _wait(self, timeout: float) -> Result | Results:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+            raise TypeError(f"a wait's timeout is a number of seconds, not {timeout!r} (waits always end)")
         if self._result is not None:
             return self._result
         if self._callback is not None:
@@ -115,14 +132,18 @@ class Task:
             raise WaitOnLoopError("a blocking wait on the event loop thread would stall the server "
                                   "(threads=0): pass callback=... instead")
         if not self._loop.is_running():
-            raise WaitOnLoopError("the server's event loop is not running yet (an app start hook?): "
+            if self._loop.is_closed():
+                raise ServerStoppedError("the server has stopped (its event loop is closed): no result will come")
+            raise WaitOnLoopError("the server's event loop is not running yet (an app start hook?) or is stopping: "
                                   "pass callback=... instead, the call runs once serving starts")
         remaining = self.created + timeout - time.monotonic()
         try:
             self._result = self._future.result(max(remaining, 0))
         except (concurrent.futures.TimeoutError, TimeoutError):
-            self._future.cancel()
-            self._result = self._timed_out(timeout)
+            if not self._future.cancel() and self._future.done() and not self._future.cancelled():
+                self._result = self._future.result()       # it finished just as the wait ran out
+            else:
+                self._result = self._timed_out(timeout)
         except concurrent.futures.CancelledError:
             self._result = self._timed_out(timeout)
         return self._result
