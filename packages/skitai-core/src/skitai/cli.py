@@ -134,11 +134,12 @@ def main(config: Config, argv: list[str]) -> int:
         if opts.command == "stop":
             return code
     from . import runner, workers
+    from .tls import TLSConfigError
     if opts.command in ("start", "restart"):
         output = os.path.join(config.logpath or config.varpath, "console.log")
         return daemon.daemonize(pidfile, output, lambda report: runner.serve(config, report))
     try:
         return runner.serve(config)
-    except (runner.ListenError, MountError, workers.StartError) as e:
+    except (runner.ListenError, MountError, TLSConfigError, workers.StartError) as e:
         print(f"skitai: {e}", file=sys.stderr)
         return 1

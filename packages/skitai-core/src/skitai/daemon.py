@@ -113,7 +113,6 @@ def daemonize(pidfile: str, output: str, serve: Callable[[Callable[[str], None]]
         os._exit(0)
     os.umask(0o022)
     _redirect(output)
-    write_pid(pidfile)
     reported = False
 
     def report(reason: str) -> None:
@@ -125,6 +124,11 @@ def daemonize(pidfile: str, output: str, serve: Callable[[Callable[[str], None]]
 
     code = 1
     try:
+        try:
+            write_pid(pidfile)
+        except OSError as e:
+            report(f"cannot write the pid file {pidfile}: {e.strerror or e}")
+            os._exit(1)
         code = serve(report) or 0
     except BaseException as e:  # noqa: B036 - the daemon must never return into the caller's script
         traceback.print_exc()

@@ -19,6 +19,7 @@ import importlib.util
 import os
 import re
 import sys
+import traceback
 import types
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -31,6 +32,23 @@ EXPORT_DIR = os.path.join("export", "skitai")
 
 class MountError(ValueError):
     """A mount target that cannot be served, with the reason."""
+
+
+class AppLoadError(MountError):
+    """The app's own code failed while it was imported: the error and where it happened, in one line."""
+
+
+def load_error(target: Any, exc: BaseException) -> AppLoadError:
+    """Name the failing file and line (the innermost frame outside the import machinery)."""
+    where = ""
+    if isinstance(exc, SyntaxError) and exc.filename:
+        where = f" ({exc.filename}, line {exc.lineno})"
+    else:
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith("<frozen")]
+        if frames:
+            where = f" ({frames[-1].filename}, line {frames[-1].lineno})"
+    msg = exc.msg if isinstance(exc, SyntaxError) else str(exc)
+    return AppLoadError(f"cannot load app {target!r}: {type(exc).__name__}: {msg}{where}")
 
 
 @dataclass
@@ -173,7 +191,12 @@ def resolve(mount: Mount, workdir: str) -> Target:
     if kind == "static":
         return replace(base, path=mount.target.rstrip(os.sep) or os.sep)
     if kind == "file":
-        module = load_app_module(mount.target)
+        try:
+            module = load_app_module(mount.target)
+        except MountError:
+            raise
+        except Exception as e:
+            raise load_error(mount.target, e) from e
         target = replace(base, kind="app", module=module.__name__, path=module.__file__)
         return with_app(target, module)
     module = module_holding(mount.target, mount.appname, mount.source)

@@ -28,7 +28,8 @@ Report = Callable[[str], None]
 
 def reason_of(exc: BaseException) -> str:
     """One line on why the server could not start (the type name only for unexpected errors)."""
-    if isinstance(exc, (ListenError, loader.MountError)):
+    from .tls import TLSConfigError
+    if isinstance(exc, (ListenError, loader.MountError, TLSConfigError)):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
 
