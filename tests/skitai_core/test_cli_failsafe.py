@@ -57,3 +57,25 @@ def test_a_crashed_app_is_started_again_and_sigterm_stops_it(tmp_path):
         raise AssertionError("the app still answers after the supervisor stopped")
     except requests.ConnectionError:
         pass
+
+
+def test_the_app_stops_when_its_supervisor_is_killed(tmp_path):
+    # before: a supervisor killed with SIGKILL (nothing passed on) left the app serving as an orphan
+    import os
+
+    from skitai import daemon
+
+    script = tmp_path / "fragile.py"
+    script.write_text(textwrap.dedent(SCRIPT))
+    with app_process(script, "-f", cwd=tmp_path) as app:
+        child = pid_of(app)
+        os.kill(app.pid, signal.SIGKILL)
+        app.popen.wait(5)
+        try:
+            deadline = time.monotonic() + 10
+            while daemon.alive(child) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not daemon.alive(child), "the app serves on without its supervisor"
+        finally:
+            if daemon.alive(child):
+                os.kill(child, signal.SIGKILL)

@@ -124,6 +124,8 @@ def main(config: Config, argv: list[str]) -> int:
     if opts.failsafe:
         from . import failsafe
         return failsafe.supervise(argv)
+    from .failsafe import watch_supervisor
+    watch_supervisor()
     apply(config, opts)
     config.varpath = config.varpath or paths.default_varpath()
     pidfile = pidfile_of(config)

@@ -4,6 +4,7 @@ The supervisor runs ``python app.py <the same arguments without -f>`` as a child
 exits with 0 (a clean stop) ends the supervisor; any other exit (a crash, a kill, exit code 3 for "restart")
 starts a new child after a short pause. SIGTERM/SIGINT are passed to the child and end the supervisor once
 the child is gone. A child that keeps dying right after its start makes the supervisor give up (exit 1).
+A child whose supervisor is killed (SIGKILL: nothing is passed on) stops by itself.
 """
 from __future__ import annotations
 
@@ -16,6 +17,16 @@ import time
 PAUSE = 1.0               # seconds between a death and the next start
 CRASH_WINDOW = 30.0       # this many seconds ...
 CRASH_LIMIT = 10          # ... this many deaths: give up
+SUPERVISOR_ENV = "SKITAI_SUPERVISOR"    # the child learns its supervisor's pid, to stop when it is gone
+
+
+def watch_supervisor() -> None:
+    """In the supervised app: stop gracefully once the supervisor is gone (killed with SIGKILL, say),
+    rather than serve on as an orphan nobody restarts or stops."""
+    pid = os.environ.pop(SUPERVISOR_ENV, "")
+    if pid.isdigit() and int(pid) == os.getppid():
+        from .workers import watch_master
+        watch_master(int(pid))
 
 
 def child_argv(argv: list[str]) -> list[str]:
@@ -40,7 +51,7 @@ def supervise(argv: list[str], pause: float = PAUSE, out=None) -> int:
     deaths: list[float] = []
     try:
         while not stopping:
-            child = subprocess.Popen(command)
+            child = subprocess.Popen(command, env={**os.environ, SUPERVISOR_ENV: str(os.getpid())})
             print(f"skitai: supervising pid {child.pid}", file=out, flush=True)
             code = _wait(child)
             if stopping or code == 0:
