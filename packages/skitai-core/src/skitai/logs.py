@@ -5,13 +5,19 @@ Three loggers: ``skitai.server``, ``skitai.app`` and ``skitai.request``. With a 
 old files each; without one they write to the console. ``verbose`` (``-v``) echoes file logs to the console.
 
 Line format: ``YYYY.MM.DD HH:MM:SS [type] message``; the request log has no ``[type]`` tag. Traceback lines
-of a logged exception carry the tag ``[expt]``.
+of a logged exception carry the tag ``[expt]``. Control characters in a message (CR, LF, ESC, C1, line and
+bidi separators) are written as ``\\xNN``/``\\uNNNN``, so text a client sent can neither start a forged line
+nor drive the terminal that shows the log.
+
+SIGUSR1 (``rotate()``) never overwrites an earlier dated copy of the same day (the next one is ``.1``, ``.2``,
+...). A log file removed under the server is re-created by ``reopen_missing()`` (the server's once-a-second tick).
 """
 from __future__ import annotations
 
 import logging
 import logging.handlers
 import os
+import re
 import sys
 
 SERVER, APP, REQUEST = "skitai.server", "skitai.app", "skitai.request"
@@ -23,6 +29,23 @@ TAGS = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn",
 ROTATION = {SERVER: ("D", 30), APP: ("midnight", 1), REQUEST: ("midnight", 1)}
 
 _installed: list[tuple[logging.Logger, logging.Handler]] = []
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_DATED = re.compile(r"^\d{8}(\.\d+)?$", re.ASCII)     # what ``suffix`` "%Y%m%d" (+ ".N") names
+
+
+def _escape_char(m: re.Match) -> str:
+    c = ord(m.group())
+    return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+
+
+def escape(text: str) -> str:
+    """``text`` with control characters as ``\\xNN``: a log line stays one line and never drives a terminal.
+
+    Ordinary text costs one ``str.isprintable()``.
+    """
+    if text.isprintable():
+        return text
+    return _UNSAFE.sub(_escape_char, text)
 
 
 class LineFormatter(logging.Formatter):
@@ -34,7 +57,7 @@ class LineFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         stamp = self.formatTime(record, DATEFMT)
-        message = record.getMessage()
+        message = escape(record.getMessage())
         if self.tagged:
             line = f"{stamp} [{TAGS.get(record.levelno, record.levelname.lower())}] {message}"
         else:
@@ -42,7 +65,7 @@ class LineFormatter(logging.Formatter):
         if record.exc_info and not record.exc_text:
             record.exc_text = self.formatException(record.exc_info)
         if record.exc_text:
-            line += "".join(f"\n{stamp} [expt] {t}" for t in record.exc_text.splitlines())
+            line += "".join(f"\n{stamp} [expt] {escape(t)}" for t in record.exc_text.splitlines())
         return line
 
 
@@ -52,6 +75,7 @@ def _file_handler(logpath: str, name: str) -> logging.Handler:
     handler = logging.handlers.TimedRotatingFileHandler(
         filename, when=when, interval=interval, backupCount=BACKUPS, encoding="utf-8", delay=True)
     handler.suffix = "%Y%m%d"
+    handler.extMatch = _DATED          # else the stdlib's own pattern never matches and no copy is pruned
     return handler
 
 
@@ -88,8 +112,47 @@ def reset() -> None:
         logger.propagate = True
 
 
+def _free_name(default_name: str) -> str:
+    """The dated name, or ``.1``, ``.2``, ... after it when taken: a second SIGUSR1 on one day (or a sibling
+    worker rotating the same file) must not remove the copy the first one made."""
+    name, n = default_name, 0
+    while os.path.exists(name):
+        n += 1
+        name = f"{default_name}.{n}"
+    return name
+
+
 def rotate() -> None:
-    """Roll every log file over now (SIGUSR1)."""
+    """Roll every log file over now (SIGUSR1), under each handler's lock so no thread writes meanwhile."""
     for _logger, handler in list(_installed):
         if isinstance(handler, logging.handlers.BaseRotatingHandler):
-            handler.doRollover()
+            handler.acquire()
+            try:
+                handler.namer = _free_name
+                try:
+                    handler.doRollover()
+                finally:
+                    handler.namer = None
+            finally:
+                handler.release()
+
+
+def reopen_missing() -> None:
+    """Re-create a log file removed (or renamed) under the server, instead of writing on into the lost file."""
+    for _logger, handler in list(_installed):
+        if not isinstance(handler, logging.FileHandler) or handler.stream is None:
+            continue
+        try:
+            now = os.stat(handler.baseFilename)
+            then = os.fstat(handler.stream.fileno())
+            if (now.st_dev, now.st_ino) == (then.st_dev, then.st_ino):
+                continue
+        except (OSError, ValueError):
+            pass
+        handler.acquire()
+        try:
+            if handler.stream is not None:
+                handler.stream.close()
+                handler.stream = None        # ``delay=True``: the next line opens (creates) the file again
+        finally:
+            handler.release()

@@ -8,6 +8,10 @@ Mounts (SK-27): the longest mount point matching on whole path segments wins (``
 ``/t1x``). ``/app`` answers 301 to ``/app/`` when an app is mounted at ``/app``. A static directory and an
 app at the same point: an existing file comes from the directory, everything else goes to the app. A
 static directory alone answers itself (404 for a missing file, 405 for methods other than GET/HEAD).
+
+Mounts are matched on the raw path; the app then sees the percent-decoded rest as ``PATH_INFO``. A path whose
+decoded form would pick another mount than its raw form (``/app%2Fadmin`` or ``/ap%70/x`` beside a mount at
+``/app/admin`` or ``/app``) is refused with 400, so no mount ever gets a ``PATH_INFO`` that names another one.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote_to_bytes
 
 log = logging.getLogger("skitai.server")
 
@@ -137,6 +141,8 @@ class Router:
         if not path.startswith("/"):
             return exchange.error(400, "The request target must be a path.")
         found = table.match(path)
+        if "%" in path and _decoded_route(table, path) is not (found and found[0]):
+            return exchange.error(400, "The percent-encoded path names another mount than its plain form.")
         if found is None:
             return exchange.error(404)
         route, rest = found
@@ -149,3 +155,10 @@ class Router:
                 return static(exchange)
             return handler(exchange)
         return static(exchange)
+
+
+def _decoded_route(table: MountTable, path: str) -> Route | None:
+    """The route the percent-decoded ``path`` would take (keys are stored percent-encoded, so re-quote)."""
+    decoded = unquote_to_bytes(path)
+    found = table.match(quote(decoded, safe="/:@!$&'()*+,;=-._~"))
+    return found[0] if found else None

@@ -20,7 +20,7 @@ from .auth import Auth, digest_header, parse_challenge
 from .body import Body, make_body
 from .connect import open_connection
 from .cookies import Jar
-from .errors import ClientError, ConnectionClosed, ProtocolError, classify
+from .errors import ClientError, ConnectionClosed, ProtocolError, Unprocessed, classify
 from .h1 import MAX_BODY_SIZE, MAX_HEADER_SIZE, H1Connection
 from .h2 import H2Connection, H2Stream
 from .pool import IDLE_TIMEOUT, MAX_PER_ORIGIN, OriginPool, PoolManager, for_loop
@@ -242,6 +242,9 @@ class Client:
                          and not conn.headers_done and body.replayable and method in IDEMPOTENT)
                 if stale:
                     continue  # the server dropped an idle keep-alive connection: try a fresh one
+                if (attempt == 0 and isinstance(exc, Unprocessed) and body.replayable
+                        and method in IDEMPOTENT):
+                    continue  # HTTP/2 GOAWAY or REFUSED_STREAM: the server did not act on it
                 code, reason = classify(exc)
                 return Response.failed(code, reason, url=u.full, method=method, error=exc)
         raise AssertionError("unreachable")

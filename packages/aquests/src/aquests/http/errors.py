@@ -27,6 +27,13 @@ class ConnectionClosed(ClientError):
     code = codes.CONNECTION_CLOSED
 
 
+class Unprocessed(ConnectionClosed):
+    """The server said it did not act on the request (HTTP/2 GOAWAY above it, REFUSED_STREAM).
+
+    Safe to send again on another connection; the client does so for idempotent requests.
+    """
+
+
 def classify(exc: BaseException) -> tuple[int, str]:
     """(failure code, reason) for an exception raised while talking to a server."""
     if isinstance(exc, ClientError):

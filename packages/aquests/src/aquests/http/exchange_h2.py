@@ -38,7 +38,9 @@ def response_from(raw: list[tuple[bytes, bytes]], u: URL, method: str) -> Respon
     items = []
     for k, v in raw:
         if k == b":status":
-            status = int(v)
+            status = int(v) if len(v) == 3 and v.isdigit() else -1
+            if not 100 <= status <= 599:
+                raise ProtocolError(f"HTTP/2 response with a bad :status {bytes(v[:20])!r}")
         elif not k.startswith(b":"):
             items.append((k.decode("latin-1"), v.decode("latin-1")))
     if not status:

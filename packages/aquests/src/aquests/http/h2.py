@@ -13,10 +13,14 @@ import h2.exceptions
 import h2.settings
 
 from .body import BodyStream
-from .errors import ClientError, ConnectionClosed, ProtocolError
+from .errors import ClientError, ConnectionClosed, ProtocolError, Unprocessed
 from .h1 import MAX_HEADER_SIZE
 
 WINDOW = 4 * 1024 * 1024  # receive window we advertise, per stream and for the connection
+# PING/SETTINGS frames (each needing an answer from us) accepted while the server is not reading
+# what we write; past this it is flooding us and the connection is dropped
+MAX_UNREAD_CONTROL = 1000
+_REFUSED_STREAM = 7
 
 
 class H2Stream:
@@ -81,6 +85,9 @@ class H2Connection(asyncio.Protocol):
         self.settings_seen = False
         self.idle_since = time.monotonic()
         self._window = asyncio.Event()
+        self._settings = asyncio.Event()  # the server's first SETTINGS came (or the connection ended)
+        self._unread_control = 0
+        self._error: BaseException | None = None
         self._paused_writing = False
         self._drain = asyncio.Event()
         self._drain.set()
@@ -107,12 +114,18 @@ class H2Connection(asyncio.Protocol):
                                         "(does it speak HTTP/2?)"))
         self._window.set()
         self._drain.set()
+        self._settings.set()
 
     def pause_writing(self) -> None:
         self._drain.clear()
 
     def resume_writing(self) -> None:
         self._drain.set()
+        self._unread_control = 0
+
+    async def ready(self) -> None:
+        """Wait for the server's SETTINGS: until they come its stream limit is unknown."""
+        await self._settings.wait()
 
     def data_received(self, data: bytes) -> None:
         if self._head is not None:
@@ -137,6 +150,11 @@ class H2Connection(asyncio.Protocol):
         for ev in events:
             self._dispatch(ev)
         self.flush()
+        if self._unread_control > MAX_UNREAD_CONTROL and not self.closed:
+            self._fail_all(ProtocolError("HTTP/2 protocol error: the server floods PING/SETTINGS frames "
+                                         "without reading our answers"))
+            self.closed = True  # not reused, even before the loop reports the connection lost
+            self.transport.abort()
 
     def _dispatch(self, ev: h2.events.Event) -> None:
         st = self.streams.get(getattr(ev, "stream_id", 0) or 0)
@@ -172,18 +190,35 @@ class H2Connection(asyncio.Protocol):
                 st._finish()
         elif isinstance(ev, h2.events.StreamReset):
             if st is not None:
-                st._fail(ClientError(f"HTTP/2 stream reset by the server (error {ev.error_code!r})",
-                                     ProtocolError.code))
+                if ev.error_code == _REFUSED_STREAM and not st.headers_fut.done():
+                    st._fail(Unprocessed("HTTP/2 server refused the stream (REFUSED_STREAM) before acting on it"))
+                else:
+                    st._fail(ClientError(f"HTTP/2 stream reset by the server (error {ev.error_code!r})",
+                                         ProtocolError.code))
             self._window.set()
         elif isinstance(ev, (h2.events.WindowUpdated, h2.events.RemoteSettingsChanged)):
             self.settings_seen = True
             self._window.set()
+            if isinstance(ev, h2.events.RemoteSettingsChanged):
+                self._settings.set()
+                self._count_control()
+        elif isinstance(ev, h2.events.PingReceived):
+            self._count_control()
         elif isinstance(ev, h2.events.ConnectionTerminated):
             self.goaway = True
             last = ev.last_stream_id or 0
             for sid, s in list(self.streams.items()):
-                if sid > last or ev.error_code:
+                if sid > last:
+                    s._fail(Unprocessed(f"server sent GOAWAY (error {ev.error_code!r}) before acting on "
+                                        f"stream {sid} (last stream it handles: {last})"))
+                elif ev.error_code:
                     s._fail(ConnectionClosed(f"server sent GOAWAY (error {ev.error_code!r})"))
+            self._window.set()
+            self._settings.set()
+
+    def _count_control(self) -> None:
+        if not self._drain.is_set():
+            self._unread_control += 1
 
     # -- streams --------------------------------------------------------------------------------
     @property
@@ -195,7 +230,7 @@ class H2Connection(asyncio.Protocol):
 
     def open_stream(self, headers: list[tuple[bytes, bytes]], end_stream: bool) -> H2Stream:
         if self.closed:
-            raise ConnectionClosed("HTTP/2 connection is closed")
+            raise self._error or ConnectionClosed("HTTP/2 connection is closed")
         sid = self.h2.get_next_available_stream_id()
         st = H2Stream(self, sid)
         self.streams[sid] = st
@@ -249,6 +284,8 @@ class H2Connection(asyncio.Protocol):
         self.flush()
 
     def _fail_all(self, exc: BaseException) -> None:
+        if self._error is None:
+            self._error = exc  # why it broke, for a request that comes after (see open_stream)
         for s in list(self.streams.values()):
             s._fail(exc)
 

@@ -13,6 +13,7 @@ from collections import deque
 from typing import Awaitable, Callable
 
 from .deadline import Deadlines
+from .errors import ProtocolError
 from .h1 import H1Connection
 from .h2 import H2Connection
 
@@ -81,6 +82,14 @@ class OriginPool:
         self.opened += 1
         try:
             conn = await self.opener()
+            if conn.http2:
+                # until the server's SETTINGS arrive its stream limit is unknown: handing out
+                # slots before that would open streams a server with a low limit refuses
+                try:
+                    await conn.ready()
+                except BaseException:
+                    conn.close()
+                    raise
         except BaseException:
             self.opened -= 1
             self._wake()
@@ -92,6 +101,9 @@ class OriginPool:
         if conn.http2:
             self.opened -= 1
             self.is_h2 = True
+            if not conn.closed and not conn.goaway and conn.h2.remote_settings.max_concurrent_streams < 1:
+                conn.close()
+                raise ProtocolError("the HTTP/2 server allows no streams (SETTINGS_MAX_CONCURRENT_STREAMS 0)")
             self.h2conns = [c for c in self.h2conns if c.reusable]
             self.h2conns.append(conn)
             conn.reserved += 1

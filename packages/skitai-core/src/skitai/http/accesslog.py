@@ -2,11 +2,19 @@
 
 ``client_ip:port host method uri HTTP/version status bytes_in bytes_out gtxnid ltxnid "user" token
 "user-agent" <handling>ms <delivery>ms`` (absent values are ``-``). Whether the logger would emit anything is
-checked by ``refresh()`` (the server's once-a-second tick and ``serve()``), not per request.
+checked by ``refresh()`` (the server's once-a-second tick and ``serve()``), not per request; the tick also
+re-creates a log file removed under the server (``logs.reopen_missing``).
+
+Every field a client controls is escaped so that it stays one field of one line: control characters (CR, LF,
+ESC, ...) become ``\\xNN``, a space or tab in a bare field (host, target) ``\\x20``/``\\x09``, and ``"`` and
+``\\`` inside a quoted field (user, user-agent) ``\\"`` and ``\\\\``. Ordinary text costs one ``str.isprintable()``.
 """
 from __future__ import annotations
 
 import logging
+import re
+
+from .. import logs
 
 LOGGER = logging.getLogger("skitai.request")
 enabled = False
@@ -16,13 +24,38 @@ def refresh() -> bool:
     """Re-check whether request lines would go anywhere (level and handlers)."""
     global enabled
     enabled = LOGGER.isEnabledFor(logging.INFO) and LOGGER.hasHandlers()
+    logs.reopen_missing()
     return enabled
 
 
-def _quoted(value) -> str:
+_BARE = re.compile("[\x00-\x20\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_QUOTED = re.compile('[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"\\\\]')
+
+
+def _escape_char(m: re.Match) -> str:
+    c = m.group()
+    if c == '"' or c == "\\":
+        return "\\" + c
+    n = ord(c)
+    return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}"
+
+
+def _bare(value) -> str:
+    """A space-delimited field: no space, no control character."""
     if not value:
         return "-"
-    return '"' + str(value).replace('"', '\\"') + '"'
+    value = str(value)
+    return value if _BARE.search(value) is None else _BARE.sub(_escape_char, value)
+
+
+def _quoted(value) -> str:
+    """A ``"..."`` field: no control character; ``"`` and ``\\`` escaped so the closing quote is ours."""
+    if not value:
+        return "-"
+    value = str(value)
+    if not value.isprintable() or '"' in value or "\\" in value:
+        value = _QUOTED.sub(_escape_char, value)
+    return '"' + value + '"'
 
 
 def format_line(exchange, method: str | None = None) -> str:
@@ -34,12 +67,16 @@ def format_line(exchange, method: str | None = None) -> str:
         user, token = extra.get("user"), extra.get("token")
     ip, port = req.client[0], req.client[1] if len(req.client) > 1 else 0
     host = req.headers.get("host") or req.host or "-"
+    verb, target, gtxnid, token = method or req.method or "-", req.target or "-", req.gtxnid, token or "-"
+    probe = f"{host}{verb}{target}{gtxnid}{token}"
+    if not probe.isprintable() or " " in probe:         # rare: escape field by field
+        host, verb, target, gtxnid, token = map(_bare, (host, verb, target, gtxnid, token))
     t_resp = exchange.t_respond or exchange.t_done or req.started
     handling = max(0.0, (t_resp - req.started) * 1000) if req.started else 0.0
     delivery = max(0.0, ((exchange.t_done or t_resp) - t_resp) * 1000)
-    return (f"{ip}:{port} {host} {method or req.method} {req.target} HTTP/{req.version} {exchange.status} "
-            f"{getattr(req.body, 'received', 0)} {exchange.bytes_out} {req.gtxnid} {req.ltxnid} "
-            f"{_quoted(user)} {token or '-'} {_quoted(req.headers.get('user-agent'))} "
+    return (f"{ip}:{port} {host} {verb} {target} HTTP/{req.version} {exchange.status} "
+            f"{getattr(req.body, 'received', 0)} {exchange.bytes_out} {gtxnid} {req.ltxnid} "
+            f"{_quoted(user)} {token} {_quoted(req.headers.get('user-agent'))} "
             f"{handling:.0f}ms {delivery:.0f}ms")
 
 
