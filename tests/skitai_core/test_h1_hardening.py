@@ -257,3 +257,15 @@ def test_upgrade_request_with_a_body_is_plain_http_and_its_body_is_not_a_request
         out = raw_request(srv.port, [head, body + after], pause=0.1)
     answers = [(r.status, r.body) for r in parse_responses(out)]
     assert answers == [(200, b"/a got " + SMUGGLED), (200, b"/next got ")]
+
+
+@pytest.mark.parametrize("host, status", [
+    (b"a b", 400), (b"user@example.com", 400), (b"example.com/admin", 400), (b"example.com:80:90", 400),
+    (b"ex\xc3\xa4mple.com", 400),
+    (b"example.com", 200), (b"EXAMPLE.com:8080", 200), (b"[::1]:5000", 200), (b"127.0.0.1", 200), (b"", 200),
+])
+def test_a_host_header_that_is_not_a_host_and_port_is_400(host, status):
+    # RFC 9112 3.2: a server MUST answer 400 to an invalid Host; before, these reached the app (and vhosts)
+    with ServerThread(app=_echo_body, threads=0) as srv:
+        out = raw_request(srv.port, b"GET /h HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n")
+    assert [r.status for r in parse_responses(out)] == [status]

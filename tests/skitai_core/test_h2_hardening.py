@@ -184,6 +184,9 @@ def plain_app(environ, start_response):
     [(":method", "GET"), (":path", "relative"), (":scheme", "http"), (":authority", "localhost")],
     [(":method", "GET"), (":path", "*"), (":scheme", "http"), (":authority", "localhost")],
     GET + [("host", "elsewhere.example")],
+    [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "a b")],          # not a host
+    [(":method", "GET"), (":path", "/"), (":scheme", "http"), (":authority", "user@localhost")],
+    [(":method", "GET"), (":path", "/"), (":scheme", "http"), ("host", "localhost/admin")],
 ])
 def test_malformed_pseudo_headers_are_a_stream_error(headers):
     with h2_server(app=plain_app) as srv:
@@ -325,3 +328,4 @@ def test_bad_trailer_names_reset_the_stream_not_the_connection():
             assert body == b"body" and dict(trailers[0].headers) == {"grpc-status": "0"}
         finally:
             c.close()
+

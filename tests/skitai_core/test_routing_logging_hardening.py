@@ -59,11 +59,11 @@ def test_encoded_path_never_reaches_another_mount(site):
 def test_client_text_cannot_forge_request_or_app_log_lines(site):
     port, logdir = site
     forged = b"x\n2026.01.01 00:00:00 [info] forged\x1b[2J\r\x85"
-    raw(port, b"POST /echo-log HTTP/1.1\r\nHost: a b 200\r\nUser-Agent: ua\\\" forged", forged)
+    raw(port, b"POST /echo-log HTTP/1.1\r\nHost: x\r\nUser-Agent: ua\\\" forged", forged)
     request_log, app_log = logdir / "request.log", logdir / "app.log"
     assert wait_for(lambda: request_log.exists() and app_log.exists() and " /echo-log " in request_log.read_text())
     line, = request_log.read_text().splitlines()
-    assert " a\\x20b\\x20200 POST /echo-log " in line and '"ua\\\\\\" forged"' in line
+    assert " x POST /echo-log " in line and '"ua\\\\\\" forged"' in line    # (a Host "a b" is a 400)
     text = app_log.read_text(encoding="utf-8")
     assert len(text.splitlines()) == 1 and "\x1b" not in text and "\x85" not in text, text
     assert "bad body x\\x0a2026.01.01 00:00:00 [info] forged\\x1b[2J\\x0d\\x85" in text

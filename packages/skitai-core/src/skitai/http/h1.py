@@ -47,7 +47,7 @@ import httptools
 from . import accesslog, clock, sendfile
 from .errors import BadRequest, BodyTooLarge, ClientDisconnected, error_page, status_line
 from .exchange import DONE, IDLE, STREAMING, H1Exchange
-from .request import EMPTY_BODY, Body, Headers, Request, split_target
+from .request import EMPTY_BODY, Body, Headers, Request, split_target, valid_host
 
 if TYPE_CHECKING:
     from .accept import ConnectionCount
@@ -374,8 +374,11 @@ class H1Protocol(asyncio.Protocol):
                     upgrade = v
         if size + 4 * len(hdrs) > lim.max_header_size:
             raise BadRequest(431, "request headers too large")
-        if host is None and version == "1.1":
-            raise BadRequest(400, "missing Host header")
+        if host is None:
+            if version == "1.1":
+                raise BadRequest(400, "missing Host header")
+        elif not valid_host(host):
+            raise BadRequest(400, "the Host header is not a host and port")
         target = self._url.decode("latin-1")
         if target[:1] == "/" and "#" not in target:
             path, _, query = target.partition("?")

@@ -10,6 +10,7 @@ pauses reading, and the ``on_drain`` callback (run on the loop) tells it when to
 """
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable, Iterator
 
@@ -389,6 +390,23 @@ class Request:
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.target} HTTP/{self.version}>"
+
+
+# uri-host [ ":" port ] (RFC 9110 7.2, RFC 3986 3.2.2): an IP literal in brackets, or a reg-name/IPv4
+_HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]{0,5})?")
+HOSTS_SEEN: dict[str, bool] = {}     # Host values already checked (shared, bounded)
+
+
+def valid_host(value: str) -> bool:
+    """Whether a Host header (or ``:authority``) is a host and optional port: RFC 9112 3.2 wants a 400
+    for anything else (``a b``, ``user@host``, ``host/path``, ``h:1:2``). The usual values are answered
+    from ``HOSTS_SEEN``."""
+    ok = HOSTS_SEEN.get(value)
+    if ok is None:
+        ok = _HOST.fullmatch(value) is not None
+        if len(HOSTS_SEEN) < 4096:
+            HOSTS_SEEN[value] = ok
+    return ok
 
 
 def split_target(target: str) -> tuple[str, str, str]:

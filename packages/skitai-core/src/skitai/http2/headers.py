@@ -7,6 +7,8 @@ once each, and the required ones present.
 """
 from __future__ import annotations
 
+from skitai.http.request import valid_host
+
 _CONNECTION_SPECIFIC = frozenset(("connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade"))
 _PSEUDO = frozenset((":method", ":scheme", ":authority", ":path", ":protocol"))
 _BAD = ("\r", "\n", "\0")
@@ -42,12 +44,16 @@ def check_request(items, trailers: bool = False) -> tuple[dict[str, str], list[t
         if ":protocol" in pseudo and method != "CONNECT":
             raise ValueError(":protocol needs CONNECT with :path and :scheme (RFC 8441 4)")
         if authority is not None:
+            if not valid_host(authority):
+                raise ValueError(":authority is not a host and port (RFC 9113 8.3.1)")
             hosts = [v for n, v in headers if n == "host"]
             if not hosts:
                 headers.append(("host", authority))
             elif any(_origin(v, pseudo.get(":scheme")) != _origin(authority, pseudo.get(":scheme")) for v in hosts):
                 # routing follows :authority, the app reads Host: they must name one origin (RFC 9113 8.3.1)
                 raise ValueError("Host differs from :authority")
+        elif any(n == "host" and not valid_host(v) for n, v in headers):
+            raise ValueError("the Host header is not a host and port")
     return pseudo, headers
 
 
