@@ -2,12 +2,12 @@
 import logging
 import os
 import socket
-import time
 
 import pytest
 
 from skitai import logs, runner
 from skitai.config import Config, Mount
+from tests.support.net import eventually
 
 
 def named(name):
@@ -27,13 +27,6 @@ def raw(port, head: bytes, body: bytes = b"") -> bytes:
         while chunk := s.recv(65536):
             out += chunk
     return out
-
-
-def wait_for(predicate, timeout=8.0):
-    deadline = time.monotonic() + timeout
-    while not predicate() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return predicate()
 
 
 @pytest.fixture
@@ -61,7 +54,7 @@ def test_client_text_cannot_forge_request_or_app_log_lines(site):
     forged = b"x\n2026.01.01 00:00:00 [info] forged\x1b[2J\r\x85"
     raw(port, b"POST /echo-log HTTP/1.1\r\nHost: x\r\nUser-Agent: ua\\\" forged", forged)
     request_log, app_log = logdir / "request.log", logdir / "app.log"
-    assert wait_for(lambda: request_log.exists() and app_log.exists() and " /echo-log " in request_log.read_text())
+    assert eventually(lambda: request_log.exists() and app_log.exists() and " /echo-log " in request_log.read_text())
     line, = request_log.read_text().splitlines()
     assert " x POST /echo-log " in line and '"ua\\\\\\" forged"' in line    # (a Host "a b" is a 400)
     text = app_log.read_text(encoding="utf-8")
@@ -99,10 +92,10 @@ def test_removed_log_file_is_recreated(site):
     port, logdir = site
     request_log = logdir / "request.log"
     raw(port, b"GET /one HTTP/1.1\r\nHost: x")
-    assert wait_for(lambda: request_log.exists() and " /one " in request_log.read_text())
+    assert eventually(lambda: request_log.exists() and " /one " in request_log.read_text())
     os.remove(request_log)
 
     def logged_again():
         raw(port, b"GET /two HTTP/1.1\r\nHost: x")
         return request_log.exists() and " /two " in request_log.read_text()
-    assert wait_for(logged_again)
+    assert eventually(logged_again)

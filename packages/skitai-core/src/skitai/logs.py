@@ -29,13 +29,19 @@ TAGS = {logging.DEBUG: "debug", logging.INFO: "info", logging.WARNING: "warn",
 ROTATION = {SERVER: ("D", 30), APP: ("midnight", 1), REQUEST: ("midnight", 1)}
 
 _installed: list[tuple[logging.Logger, logging.Handler]] = []
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+CONTROL = "\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"   # C0, DEL, C1, separators, bidi
+_UNSAFE = re.compile(f"[{CONTROL}]")
 _DATED = re.compile(r"^\d{8}(\.\d+)?$", re.ASCII)     # what ``suffix`` "%Y%m%d" (+ ".N") names
 
 
-def _escape_char(m: re.Match) -> str:
-    c = ord(m.group())
-    return f"\\x{c:02x}" if c < 0x100 else f"\\u{c:04x}"
+def escape_char(m: re.Match) -> str:
+    """One matched character written safely: ``"`` and ``\\`` backslashed (quoted fields of the request
+    log), any other as ``\\xNN``/``\\uNNNN``."""
+    c = m.group()
+    if c == '"' or c == "\\":
+        return "\\" + c
+    n = ord(c)
+    return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}"
 
 
 def escape(text: str) -> str:
@@ -45,7 +51,7 @@ def escape(text: str) -> str:
     """
     if text.isprintable():
         return text
-    return _UNSAFE.sub(_escape_char, text)
+    return _UNSAFE.sub(escape_char, text)
 
 
 class LineFormatter(logging.Formatter):

@@ -20,7 +20,6 @@ WINDOW = 4 * 1024 * 1024  # receive window we advertise, per stream and for the 
 # PING/SETTINGS frames (each needing an answer from us) accepted while the server is not reading
 # what we write; past this it is flooding us and the connection is dropped
 MAX_UNREAD_CONTROL = 1000
-_REFUSED_STREAM = 7
 
 
 class H2Stream:
@@ -190,7 +189,7 @@ class H2Connection(asyncio.Protocol):
                 st._finish()
         elif isinstance(ev, h2.events.StreamReset):
             if st is not None:
-                if ev.error_code == _REFUSED_STREAM and not st.headers_fut.done():
+                if ev.error_code == h2.errors.ErrorCodes.REFUSED_STREAM and not st.headers_fut.done():
                     st._fail(Unprocessed("HTTP/2 server refused the stream (REFUSED_STREAM) before acting on it"))
                 else:
                     st._fail(ClientError(f"HTTP/2 stream reset by the server (error {ev.error_code!r})",

@@ -28,16 +28,8 @@ def refresh() -> bool:
     return enabled
 
 
-_BARE = re.compile("[\x00-\x20\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-_QUOTED = re.compile('[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069"\\\\]')
-
-
-def _escape_char(m: re.Match) -> str:
-    c = m.group()
-    if c == '"' or c == "\\":
-        return "\\" + c
-    n = ord(c)
-    return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}"
+_BARE = re.compile(f"[{logs.CONTROL} ]")                  # a bare field: no space either
+_QUOTED = re.compile(f"[{logs.CONTROL}\"\\\\]")            # a quoted field: no " or \ unescaped
 
 
 def _bare(value) -> str:
@@ -45,7 +37,7 @@ def _bare(value) -> str:
     if not value:
         return "-"
     value = str(value)
-    return value if _BARE.search(value) is None else _BARE.sub(_escape_char, value)
+    return value if _BARE.search(value) is None else _BARE.sub(logs.escape_char, value)
 
 
 def _quoted(value) -> str:
@@ -54,7 +46,7 @@ def _quoted(value) -> str:
         return "-"
     value = str(value)
     if not value.isprintable() or '"' in value or "\\" in value:
-        value = _QUOTED.sub(_escape_char, value)
+        value = _QUOTED.sub(logs.escape_char, value)
     return '"' + value + '"'
 
 
