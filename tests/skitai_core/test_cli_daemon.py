@@ -160,3 +160,31 @@ def test_prefork_workers_share_the_port_and_are_restarted(tmp_path):
         assert f"cleanup {pid}" in events
     with pytest.raises(OSError):
         wait_port(app.port, timeout=0.5)
+
+
+def test_a_pid_file_naming_a_reused_pid_is_stale(tmp_path):
+    """The daemon died and its pid went to a newer, unrelated process: status says not running, stop leaves
+    that process alone, and start goes ahead."""
+    script, port = make_app(tmp_path), free_port()
+    stranger = subprocess.Popen(["sleep", "60"])
+    try:
+        pidfile = tmp_path / "var" / "skitai.pid"
+        pidfile.parent.mkdir()
+        pidfile.write_text(f"{stranger.pid}\n")
+        an_hour_ago = time.time() - 3600
+        os.utime(pidfile, (an_hour_ago, an_hour_ago))
+        status = cli(script, "status")
+        assert status.returncode == 3, status.stdout
+        assert not pidfile.exists()
+        pidfile.write_text(f"{stranger.pid}\n")
+        os.utime(pidfile, (an_hour_ago, an_hour_ago))
+        cli(script, "stop")
+        assert stranger.poll() is None, "stop killed a process that is not the daemon"
+        started = cli(script, "start", port=port)
+        assert started.returncode == 0 and "started" in started.stdout, started.stdout + started.stderr
+        assert int(pidfile.read_text()) != stranger.pid
+        assert cli(script, "status").returncode == 0
+    finally:
+        cli(script, "stop")
+        stranger.kill()
+        stranger.wait()

@@ -99,3 +99,36 @@ def test_removed_log_file_is_recreated(site):
         raw(port, b"GET /two HTTP/1.1\r\nHost: x")
         return request_log.exists() and " /two " in request_log.read_text()
     assert eventually(logged_again)
+
+
+def test_pruning_keeps_the_newest_copies_past_ten_a_day(tmp_path, monkeypatch):
+    """Copies .1 ... .12 of one day: the oldest go first, not '.10' (which sorts before '.2' as text)."""
+    monkeypatch.setattr(logs, "BACKUPS", 3)
+    logs.setup(str(tmp_path))
+    try:
+        for n in range(13):
+            logging.getLogger("skitai.request").info("line %d", n)
+            logs.rotate()
+    finally:
+        logs.reset()
+    kept = sorted(p.read_text().split(" line ")[-1] for p in tmp_path.glob("request.log.*"))
+    assert kept == ["10\n", "11\n", "12\n"], kept
+
+
+def test_midnight_rollover_keeps_the_copy_a_signal_made_that_day(tmp_path):
+    logs.setup(str(tmp_path))
+    try:
+        log = logging.getLogger("skitai.request")
+        log.info("morning")
+        logs.rotate()                                   # SIGUSR1 in the afternoon
+        log.info("evening")
+        handler = next(h for lg, h in logs._installed if lg is log)
+        handler.acquire()
+        try:
+            handler.doRollover()                        # what emit() does when midnight has passed
+        finally:
+            handler.release()
+    finally:
+        logs.reset()
+    text = "".join(p.read_text() for p in tmp_path.glob("request.log.*"))
+    assert "morning" in text and "evening" in text, sorted(p.name for p in tmp_path.iterdir())

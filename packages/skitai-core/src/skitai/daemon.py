@@ -13,19 +13,38 @@ import traceback
 from collections.abc import Callable
 
 STOPPED = 3          # LSB exit code of "status" for a program that is not running
+_CLOCK_SLACK = 2.0   # /proc's boot time is whole seconds: a daemon is never taken for a newer process
 
 
 def read_pid(pidfile: str) -> int | None:
-    """The pid in ``pidfile`` when that process is alive, else None (a stale file is removed)."""
+    """The pid in ``pidfile`` when that process is alive and is the one that wrote the file, else None
+    (a stale file is removed)."""
     try:
         with open(pidfile) as f:
             pid = int(f.read().split()[0])
+            written = os.fstat(f.fileno()).st_mtime
     except (OSError, ValueError, IndexError):
         return None
-    if alive(pid):
+    if alive(pid) and not started_after(pid, written):
         return pid
     remove(pidfile, pid)
     return None
+
+
+def started_after(pid: int, when: float) -> bool:
+    """True when process ``pid`` started after ``when`` (epoch seconds), so it cannot have written a pid
+    file dated ``when``: the daemon died and the system gave its pid to another process. The file stays a
+    bare number (``systemd``'s ``PIDFile=`` reads it); the check uses its mtime and ``/proc``. False where
+    ``/proc`` cannot tell."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])       # field 22: start time since boot
+        with open("/proc/stat") as f:
+            boot = next(int(line.split()[1]) for line in f if line.startswith("btime "))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return False
+    return boot + ticks / os.sysconf("SC_CLK_TCK") > when + _CLOCK_SLACK
+
 
 
 def alive(pid: int) -> bool:

@@ -75,13 +75,29 @@ class LineFormatter(logging.Formatter):
         return line
 
 
+class DatedFileHandler(logging.handlers.TimedRotatingFileHandler):
+    """Daily copies ``<name>.log.YYYYMMDD`` (then ``.1``, ``.2``, ... for more rotations that day), pruned
+    oldest first. The stdlib sorts copies as text, which would take ``.10`` for older than ``.2``."""
+
+    def getFilesToDelete(self) -> list[str]:
+        folder, base = os.path.split(self.baseFilename)
+        copies = []
+        for name in os.listdir(folder):
+            if name.startswith(base + ".") and self.extMatch.match(name[len(base) + 1:]):
+                day, _, n = name[len(base) + 1:].partition(".")
+                copies.append((day, int(n or 0), os.path.join(folder, name)))
+        copies.sort()
+        return [path for _, _, path in copies[:max(0, len(copies) - self.backupCount)]]
+
+
 def _file_handler(logpath: str, name: str) -> logging.Handler:
     when, interval = ROTATION[name]
     filename = os.path.join(logpath, name.split(".")[-1] + ".log")
-    handler = logging.handlers.TimedRotatingFileHandler(
+    handler = DatedFileHandler(
         filename, when=when, interval=interval, backupCount=BACKUPS, encoding="utf-8", delay=True)
     handler.suffix = "%Y%m%d"
-    handler.extMatch = _DATED          # else the stdlib's own pattern never matches and no copy is pruned
+    handler.extMatch = _DATED          # what our copies are named (the stdlib's pattern is for its suffixes)
+    handler.namer = _free_name         # midnight's rollover too: it would replace a copy SIGUSR1 made that day
     return handler
 
 
@@ -119,13 +135,15 @@ def reset() -> None:
 
 
 def _free_name(default_name: str) -> str:
-    """The dated name, or ``.1``, ``.2``, ... after it when taken: a second SIGUSR1 on one day (or a sibling
-    worker rotating the same file) must not remove the copy the first one made."""
-    name, n = default_name, 0
-    while os.path.exists(name):
-        n += 1
-        name = f"{default_name}.{n}"
-    return name
+    """The dated name, or ``.N`` after it, one past the highest copy of that day: a second SIGUSR1 on one day
+    (or a sibling worker rotating the same file) must not remove the copy the first one made, and a name
+    freed by pruning is never reused (the newest copy would then sort as the oldest)."""
+    folder, day = os.path.split(default_name)
+    taken = [name[len(day):] for name in os.listdir(folder or ".") if name.startswith(day)]
+    numbers = [int(rest[1:]) for rest in taken if rest[1:].isdigit() and rest[:1] == "."]
+    if "" in taken:
+        numbers.append(0)
+    return f"{default_name}.{max(numbers) + 1}" if numbers else default_name
 
 
 def rotate() -> None:
@@ -134,11 +152,7 @@ def rotate() -> None:
         if isinstance(handler, logging.handlers.BaseRotatingHandler):
             handler.acquire()
             try:
-                handler.namer = _free_name
-                try:
-                    handler.doRollover()
-                finally:
-                    handler.namer = None
+                handler.doRollover()
             finally:
                 handler.release()
 
