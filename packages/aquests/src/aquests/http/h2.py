@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import h2.config
 import h2.connection
@@ -16,10 +16,32 @@ from .body import BodyStream
 from .errors import ClientError, ConnectionClosed, ProtocolError, Unprocessed
 from .h1 import MAX_HEADER_SIZE
 
+if TYPE_CHECKING:
+    from hyperframe.frame import GoAwayFrame  # h2's own framing
+
 WINDOW = 4 * 1024 * 1024  # receive window we advertise, per stream and for the connection
 # PING/SETTINGS frames (each needing an answer from us) accepted while the server is not reading
 # what we write; past this it is flooding us and the connection is dropped
 MAX_UNREAD_CONTROL = 1000
+
+
+class _GoawayKeepsStreams(h2.connection.H2Connection):
+    """h2, except that the server's GOAWAY leaves the streams it will still process usable (RFC 9113 6.8).
+
+    h2 closes its state machine on a GOAWAY and drops what is queued to send, so the answers to streams
+    at or below the GOAWAY's last stream id would be refused as protocol errors, and our WINDOW_UPDATEs
+    for them could not go out. Here the GOAWAY only becomes the ``ConnectionTerminated`` event;
+    ``H2Connection`` then fails the streams above the last id and opens no new ones."""
+
+    def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list, list]:
+        event = h2.events.ConnectionTerminated()
+        try:
+            event.error_code = h2.errors.ErrorCodes(frame.error_code)
+        except ValueError:
+            event.error_code = frame.error_code
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
 
 
 class H2Stream:
@@ -70,7 +92,7 @@ class H2Connection(asyncio.Protocol):
     def __init__(self, max_streams: int = 100, max_header_size: int = MAX_HEADER_SIZE) -> None:
         # our own header checks run when a request is built; skipping h2's per-frame
         # validation and normalisation keeps the per-request cost down
-        self.h2 = h2.connection.H2Connection(h2.config.H2Configuration(
+        self.h2 = _GoawayKeepsStreams(h2.config.H2Configuration(
             client_side=True, header_encoding=None, validate_outbound_headers=False,
             normalize_outbound_headers=False, validate_inbound_headers=False,
             normalize_inbound_headers=False))
@@ -212,6 +234,8 @@ class H2Connection(asyncio.Protocol):
                                         f"stream {sid} (last stream it handles: {last})"))
                 elif ev.error_code:
                     s._fail(ConnectionClosed(f"server sent GOAWAY (error {ev.error_code!r})"))
+            if not self.streams and self.reserved <= 0:
+                self.close()  # nothing left to finish here; the pool opens a new connection
             self._window.set()
             self._settings.set()
 
@@ -230,6 +254,8 @@ class H2Connection(asyncio.Protocol):
     def open_stream(self, headers: list[tuple[bytes, bytes]], end_stream: bool) -> H2Stream:
         if self.closed:
             raise self._error or ConnectionClosed("HTTP/2 connection is closed")
+        if self.goaway:  # a slot reserved before the GOAWAY came: the server would not process it
+            raise Unprocessed("server sent GOAWAY before the stream was opened")
         sid = self.h2.get_next_available_stream_id()
         st = H2Stream(self, sid)
         self.streams[sid] = st

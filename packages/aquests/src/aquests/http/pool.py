@@ -2,7 +2,10 @@
 
 HTTP/1.1 connections carry one request at a time and go back to the pool when the response
 is complete and the server keeps the connection alive; broken ones are dropped. An HTTP/2
-connection is shared by up to ``max_streams`` requests. Idle connections expire.
+connection is shared by up to ``max_streams`` requests (fewer if the server's
+SETTINGS_MAX_CONCURRENT_STREAMS says so); when all are busy another one opens. Either way an
+origin has at most ``max_per_origin`` live connections: more requests wait for a free one (or a
+free stream) within their own timeout. Idle connections expire.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from .h1 import H1Connection
 from .h2 import H2Connection
 
 Conn = H1Connection | H2Connection
-MAX_PER_ORIGIN = 100   # HTTP/1.1 connections per origin; more requests wait for one
+MAX_PER_ORIGIN = 100   # connections per origin (HTTP/1.1, or HTTP/2); more requests wait for one
 IDLE_TIMEOUT = 60.0    # seconds an idle connection is kept
 
 
@@ -61,7 +64,11 @@ class OriginPool:
             if self.probing is not None:
                 await asyncio.wait([self.probing])
                 continue
-            if self.is_h2 is not True and self.opened >= self.manager.max_per_origin:
+            if self.is_h2 is True:
+                full = self.live_h2() >= self.manager.max_per_origin
+            else:
+                full = self.opened >= self.manager.max_per_origin
+            if full:
                 fut = asyncio.get_running_loop().create_future()
                 self.waiters.append(fut)
                 try:
@@ -72,6 +79,13 @@ class OriginPool:
                     raise
                 continue
             return await self._open(may_h2)
+
+    def live_h2(self) -> int:
+        """HTTP/2 connections still open (those draining after a GOAWAY too); closed ones are dropped."""
+        conns = self.h2conns
+        if any(c.closed and c.reserved <= 0 for c in conns):
+            conns = self.h2conns = [c for c in conns if not (c.closed and c.reserved <= 0)]
+        return sum(not c.closed for c in conns)
 
     async def _open(self, may_h2: bool) -> Conn:
         # while the first connection learns (by ALPN) whether the origin speaks HTTP/2, or while
@@ -104,9 +118,11 @@ class OriginPool:
             if not conn.closed and not conn.goaway and conn.h2.remote_settings.max_concurrent_streams < 1:
                 conn.close()
                 raise ProtocolError("the HTTP/2 server allows no streams (SETTINGS_MAX_CONCURRENT_STREAMS 0)")
-            self.h2conns = [c for c in self.h2conns if c.reusable]
+            # connections finishing their streams after a GOAWAY stay listed: they count as live
+            self.h2conns = [c for c in self.h2conns if c.reusable or (not c.closed and c.reserved > 0)]
             self.h2conns.append(conn)
             conn.reserved += 1
+            self._wake(conn.capacity)  # requests queued at the cap share the new connection's streams
         elif probe:
             self.is_h2 = False
         return conn
@@ -121,6 +137,7 @@ class OriginPool:
                 if conn in self.h2conns:
                     self.h2conns.remove(conn)
             self.manager.schedule_reap()
+            self._wake()  # a stream (or a place for a new connection) is free for a waiting request
             return
         if conn.reusable:
             self.idle.append(conn)
@@ -130,12 +147,12 @@ class OriginPool:
             self.opened -= 1
         self._wake()
 
-    def _wake(self) -> None:
-        while self.waiters:
+    def _wake(self, n: int = 1) -> None:
+        while n > 0 and self.waiters:
             w = self.waiters.popleft()
             if not w.done():
                 w.set_result(None)
-                return
+                n -= 1
 
     def reap(self, now: float) -> bool:
         """Close connections idle too long; True while something is left to watch."""

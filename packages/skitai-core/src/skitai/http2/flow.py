@@ -7,7 +7,9 @@ A stream blocked on a zero window is timed: the protocol resets it (or closes th
 connection window is the one stuck) after ``network_timeout``.
 
 Receive side: ``Credit`` returns WINDOW_UPDATE credit only for data the app has taken: while the body
-buffer is over its high-water mark, received bytes are held back and acknowledged on drain.
+buffer is over its high-water mark, received bytes are held back and acknowledged on drain. ``Credit.active``
+is when the request body last moved: a body that stops arriving while its window is open is timed out by
+the protocol after ``network_timeout`` (408, as on HTTP/1.1), so a worker blocked reading it is freed.
 """
 from __future__ import annotations
 
@@ -86,8 +88,9 @@ class Outbox:
 class Credit:
     """Receive-side window credit of one stream: acknowledge only what the reader has taken."""
 
-    __slots__ = ("held", "paused")
+    __slots__ = ("held", "paused", "active")
 
     def __init__(self) -> None:
         self.held = 0
         self.paused = False
+        self.active = time.monotonic()   # the request body last moved: bytes came in or credit went back

@@ -23,12 +23,13 @@ from h2.errors import ErrorCodes
 from h2.events import (ConnectionTerminated, DataReceived, RemoteSettingsChanged, RequestReceived,
                        StreamEnded, StreamReset, TrailersReceived, WindowUpdated)
 from h2.exceptions import InvalidBodyLengthError, ProtocolError, StreamClosedError
+from h2.frame_buffer import FrameBuffer
 from h2.settings import SettingCodes, Settings
 from h2.stream import H2Stream, StreamInputs, StreamState
-from hpack import Encoder
-from hyperframe.frame import GoAwayFrame
+from hpack import Encoder, HPACKError
+from hyperframe.frame import GoAwayFrame, WindowUpdateFrame
 
-from skitai.http.errors import BodyTooLarge
+from skitai.http.errors import BodyTooLarge, ClientDisconnected
 from skitai.http.request import EMPTY_BODY, Body, Headers, Request, host_without_port
 
 from .exchange import H2Exchange
@@ -86,13 +87,76 @@ class _Stream(H2Stream):
         return frames, events
 
 
+class _Frames(FrameBuffer):
+    """h2's inbound frame buffer, except for a WINDOW_UPDATE of increment 0 on a stream: hyperframe
+    rejects it while parsing, which h2 turns into a connection error, but RFC 9113 6.9 makes it a stream
+    error. Such a frame is taken off the buffer here and handed on with its increment of 0 (see
+    ``_Connection._receive_window_update_frame``); on stream 0 it still goes to hyperframe's check."""
+
+    def __next__(self) -> Any:
+        data = self._data
+        if len(data) >= 13 and data[3] == 0x8 and data[:3] == b"\x00\x00\x04" \
+                and not int.from_bytes(data[9:13], "big") & 0x7FFFFFFF:
+            sid = int.from_bytes(data[5:9], "big") & 0x7FFFFFFF
+            if sid:
+                del data[:13]
+                return self._update_header_buffer(WindowUpdateFrame(sid, 0))  # in a header block: an error
+        return super().__next__()
+
+
 class _Connection(H2Connection):
-    """h2 answers one stream over SETTINGS_MAX_CONCURRENT_STREAMS with a connection error; we answer
-    REFUSED_STREAM for that one stream instead (RFC 9113 5.1.2), so the check moves to the protocol."""
+    """h2 with three departures from its defaults:
+
+    - one stream over SETTINGS_MAX_CONCURRENT_STREAMS is refused alone (REFUSED_STREAM, RFC 9113 5.1.2)
+      instead of being h2's connection error, so the check moves to the protocol;
+    - a GOAWAY from the client leaves the streams it already opened working (RFC 9113 6.8): h2 would close
+      its state machine and drop what is queued, so nothing could be answered. It only becomes the
+      ``ConnectionTerminated`` event: the protocol refuses new streams and closes once the open ones end;
+    - a WINDOW_UPDATE of 0 on a stream resets that stream (PROTOCOL_ERROR), not the connection (6.9);
+    - a field block HPACK cannot decode (a table size update over our SETTINGS_HEADER_TABLE_SIZE, a bad index)
+      is a COMPRESSION_ERROR (RFC 9113 4.3; h2 says PROTOCOL_ERROR)."""
+
+    def __init__(self, config: H2Configuration) -> None:
+        super().__init__(config)
+        self.incoming_buffer.__class__ = _Frames     # no hook for the buffer class; _Frames adds no state
 
     @property
     def open_inbound_streams(self) -> int:
         return min(super().open_inbound_streams, self.local_settings.max_concurrent_streams - 1)
+
+    def _receive_frame(self, frame: Any) -> list:
+        try:
+            return super()._receive_frame(frame)
+        except ProtocolError as e:
+            if isinstance(e.__cause__, HPACKError) and e.error_code == ErrorCodes.PROTOCOL_ERROR:
+                e.error_code = ErrorCodes.COMPRESSION_ERROR     # receive_data's GOAWAY takes it from here
+            raise
+
+    def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list, list]:
+        # h2's RECV_GOAWAY input is left out on purpose: the state machine stays open for the streams in
+        # flight, and the output buffer (a SETTINGS or PING ack, say) keeps what is queued in it
+        event = ConnectionTerminated()
+        try:
+            event.error_code = ErrorCodes(frame.error_code)
+        except ValueError:
+            event.error_code = frame.error_code
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
+
+    def _receive_window_update_frame(self, frame: WindowUpdateFrame) -> tuple[list, list]:
+        if not frame.stream_id or frame.window_increment:
+            return super()._receive_window_update_frame(frame)
+        events = self.state_machine.process_input(ConnectionInputs.RECV_WINDOW_UPDATE)
+        try:
+            stream = self._get_stream_by_id(frame.stream_id)   # an idle stream stays a connection error
+        except StreamClosedError:
+            return [], events                                    # as h2 does on a closed stream
+        if stream.closed:
+            return [], events
+        frames = stream.reset_stream(ErrorCodes.PROTOCOL_ERROR)
+        return frames, events + [StreamReset(stream_id=frame.stream_id, error_code=ErrorCodes.PROTOCOL_ERROR,
+                                             remote_reset=False)]
 
     def _begin_new_stream(self, stream_id: int, allowed_ids: Any) -> H2Stream:
         stream = super()._begin_new_stream(stream_id, allowed_ids)
@@ -174,6 +238,7 @@ class H2Protocol(asyncio.Protocol):
         self._write_waiter: asyncio.Future | None = None
         self.write_paused = False
         self._paused_since = 0.0            # when the transport last said it was full
+        self._drain_by = 0.0                # after the client's GOAWAY: when the open streams must be done
         self._timer: asyncio.TimerHandle | None = None
         limits = self.limits
         # h2's own header validation costs more than the rest of a request; ``check_request`` does the
@@ -286,7 +351,17 @@ class H2Protocol(asyncio.Protocol):
                           scheme=self.scheme, host=host_without_port(authority or ""), client=self.client,
                           server=self.server, body=body, started=time.monotonic(), conn_no=self.conn_no,
                           req_no=self.req_no, upgrade=upgrade)
+        if body is not EMPTY_BODY and self._declared_too_large(headers):
+            ex = self.exchanges[sid] = H2Exchange(self, sid, request)   # as HTTP/1.1: 413 from the length
+            body.fail(BodyTooLarge(f"request body over {self.limits.max_body_size} bytes"))
+            ex.error(413)                                               # (RST_STREAM NO_ERROR follows)
+            return
         self._start_exchange(sid, request)
+
+    def _declared_too_large(self, headers: list[tuple[str, str]]) -> bool:
+        """A ``content-length`` over ``max_body_size`` (the h2 stream checks the DATA add up to it)."""
+        length = next((v for n, v in headers if n == "content-length"), None)
+        return length is not None and length.isdigit() and int(length) > self.limits.max_body_size
 
     def _start_exchange(self, sid: int, request: Request, pushed: bool = False) -> None:
         ex = H2Exchange(self, sid, request, pushed)
@@ -302,9 +377,12 @@ class H2Protocol(asyncio.Protocol):
             task.add_done_callback(lambda t, ex=ex: self._dispatched(ex, t))
 
     def _dispatched(self, ex: H2Exchange, task: asyncio.Future) -> None:
-        if not task.cancelled() and task.exception() is not None:
-            log.error("handler failed for %r", ex.request, exc_info=task.exception())
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None and not isinstance(exc, ClientDisconnected):
+            log.error("handler failed for %r", ex.request, exc_info=exc)
             self._fail(ex)
+        elif exc is not None and not ex.finished and not ex.closed:
+            self._fail(ex)                # the body failed (reset, timed out): no traceback, as on HTTP/1.1
         elif ex.closed and not ex.finished:
             self.stream_done(ex)          # reset while running and the handler gave up
 
@@ -323,6 +401,7 @@ class H2Protocol(asyncio.Protocol):
         if ex is None or ex.request.body is EMPTY_BODY:
             self.conn.acknowledge_received_data(size, event.stream_id)
             return
+        ex.credit.active = self.last_active
         try:
             paused = ex.request.body.feed(event.data)
         except BodyTooLarge:
@@ -342,6 +421,7 @@ class H2Protocol(asyncio.Protocol):
         if ex is None:
             return
         held, ex.credit.held, ex.credit.paused = ex.credit.held, 0, False
+        ex.credit.active = time.monotonic()      # the client could not send while we held its window
         if held and not ex.closed:
             try:
                 self.conn.acknowledge_received_data(held, sid)
@@ -373,6 +453,7 @@ class H2Protocol(asyncio.Protocol):
         ex = self.exchanges.pop(event.stream_id, None)
         if ex is not None:
             ex.reset()
+            self._close_if_drained()
 
     def _on_window(self, event: WindowUpdated) -> None:
         if event.stream_id:
@@ -387,9 +468,21 @@ class H2Protocol(asyncio.Protocol):
             self._pump_all()
 
     def _on_terminated(self, event: ConnectionTerminated) -> None:
+        """The client's GOAWAY. With NO_ERROR the streams it opened are still answered (RFC 9113 6.8): no
+        new stream is accepted, the connection closes when the last one is done, or after
+        ``network_timeout`` at most. With an error code the client is closing: so do we, at once."""
         self.closing = True
-        self._flush()
-        self._close()
+        if event.error_code != ErrorCodes.NO_ERROR or not self.exchanges:
+            self._flush()
+            self._close()
+            return
+        last = event.last_stream_id or 0
+        for sid, ex in list(self.exchanges.items()):
+            if ex.pushed and sid > last:        # a promise the client says it will not process
+                self.reset(ex, ErrorCodes.CANCEL)
+        if not self._drain_by:
+            self._drain_by = time.monotonic() + self.limits.network_timeout
+        self._close_if_drained()
 
     _handlers = {
         RequestReceived: _on_request, DataReceived: _on_data, StreamEnded: _on_end,
@@ -444,7 +537,12 @@ class H2Protocol(asyncio.Protocol):
                 pass
             self._flush_soon()
         body.discard()
-        if self.closing and not self.exchanges:
+        self._close_if_drained()
+
+    def _close_if_drained(self) -> None:
+        """Closing (our shutdown or the client's GOAWAY) and no stream left: what is queued goes out, then
+        the connection closes."""
+        if self.closing and not self.exchanges and self.transport is not None:
             self._flush()
             self._close()
 
@@ -456,6 +554,7 @@ class H2Protocol(asyncio.Protocol):
         except ProtocolError:
             pass
         self._flush_soon()
+        self._close_if_drained()
 
     def push(self, ex: H2Exchange, path: str, extra: list[tuple[str, str]]) -> None:
         """Promise ``path`` on ``ex``'s stream and answer it like a request; a no-op when push is off."""
@@ -556,10 +655,30 @@ class H2Protocol(asyncio.Protocol):
         step = max(0.05, min(self.limits.network_timeout, self.limits.h2_idle_timeout) / 4)
         self._timer = self.loop.call_later(step, self._tick)
 
+    def _body_stalled(self, ex: H2Exchange) -> None:
+        """No byte of the request body for ``network_timeout`` while its window was open: the reader (a
+        worker thread blocked in ``wsgi.input.read()``) gets ``ClientDisconnected``; the client gets 408
+        (RST_STREAM NO_ERROR follows: the rest of its body is not wanted) or, once the answer started,
+        RST_STREAM CANCEL. The connection and its other streams go on."""
+        log.info("HTTP/2 request body from %s stalled for %gs on stream %d: %s", self.client[0],
+                 self.limits.network_timeout, ex.stream_id, "reset" if ex.started else "408")
+        ex.request.body.fail(ClientDisconnected("timed out reading the request body"))
+        if ex.started:
+            self.reset(ex, ErrorCodes.CANCEL)
+            return
+        ex.error(408, "request body timed out")
+        if ex.stream_id not in self.exchanges:
+            ex.closed = True              # answered: what the app still sends (it may catch the error) is dropped
+
     def _tick(self) -> None:
         if self.transport is None:
             return
         now, limits = time.monotonic(), self.limits
+        if self._drain_by and now > self._drain_by:
+            log.info("HTTP/2 client %s went away; its streams were not done after %gs: closed",
+                     self.client[0], limits.network_timeout)
+            self.goaway(ErrorCodes.NO_ERROR, "streams not done in time after GOAWAY")
+            return
         if self.write_paused and now - self._paused_since > limits.network_timeout:
             # the client reads nothing, not even a GOAWAY: drop it (the exchanges hear connection_lost)
             log.warning("HTTP/2 client %s stopped reading: connection aborted", self.client[0])
@@ -573,6 +692,14 @@ class H2Protocol(asyncio.Protocol):
                     self.goaway(ErrorCodes.ENHANCE_YOUR_CALM, "flow-control window stalled")
                     return
                 self.reset(ex, ErrorCodes.CANCEL)
+                continue
+            body = ex.request.body
+            if body is EMPTY_BODY or body.complete or ex.closed or ex.tunnel is not None:
+                continue
+            if ex.credit.paused or self.conn.inbound_flow_control_window <= 0:
+                ex.credit.active = now             # we hold the window: the client cannot send
+            elif now - ex.credit.active > limits.network_timeout:
+                self._body_stalled(ex)
         if not self.exchanges and now - self.last_active > limits.h2_idle_timeout:
             self.shutdown()
             return
