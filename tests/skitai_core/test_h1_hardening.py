@@ -152,6 +152,43 @@ def test_trailers_within_the_limits_and_slow_chunks_are_fine(small):
     assert [(a.status, a.body) for a in parse_responses(data)] == [(200, b"ok:40960"), (200, b"ok:0")]
 
 
+def test_endless_chunk_extension_is_413_and_others_are_served():
+    # llhttp skips chunk extensions without telling anyone: 1 MiB of them on one chunk-size line used to be
+    # read for ever, counted by no limit. More than max_header_size bytes without a chunk header or body
+    # byte coming out of the parser is a 413; the server goes on serving the others.
+    assert Limits().max_header_size == 64 * 1024
+    with ServerThread(answer_early) as srv:
+        with connect(srv.port) as other:
+            other.sendall(CHUNKED + b"3\r\nabc\r\n")          # a slow client, mid-body on its own connection
+            wire = CHUNKED + b"5;name=" + b"v" * (1 << 20) + b"\r\nhello\r\n0\r\n\r\n"
+            with connect(srv.port) as s:
+                try:
+                    s.sendall(wire)
+                except OSError:
+                    pass                               # the server may stop reading once it has answered
+                got = read_all(s)
+            answer = parse_responses(got)[-1]
+            assert answer.status == 413 and answer.headers["connection"] == "close", got[:200]
+            assert got.rstrip().endswith(b"</html>")   # then closed
+            other.sendall(b"0\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert [a.body for a in parse_responses(read_all(other))] == [b"ok:3", b"ok:0"]
+        # after body bytes, on the last chunk's line, dripped in small pieces: the same
+        wire = CHUNKED + b"3\r\nabc\r\n0;x=" + b"v" * (200 * 1024)
+        data = raw_request(srv.port, [wire[i:i + 8192] for i in range(0, len(wire), 8192)], pause=0.001)
+        assert parse_responses(data)[-1].status == 413
+        ok = raw_request(srv.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert parse_responses(ok)[0].status == 200
+
+
+def test_short_chunk_extensions_are_fine(small):
+    # extensions are allowed and ignored; many chunks each with its own extension, split anywhere
+    chunks = b"".join(b"400;sig=%s;n=%d\r\n" % (b"s" * 500, i) + b"c" * 1024 + b"\r\n" for i in range(30))
+    wire = CHUNKED + chunks + b"0;last\r\n\r\n" + b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    pieces = [wire[i:i + 700] for i in range(0, len(wire), 700)]
+    data = raw_request(small.port, pieces, pause=0.002)
+    assert [(a.status, a.body) for a in parse_responses(data)] == [(200, b"ok:30720"), (200, b"ok:0")]
+
+
 # ---- heads -----------------------------------------------------------------------------------------
 def test_head_dripped_byte_by_byte_gets_408_after_header_timeout():
     # slowloris: every byte arrives well within the network timeout, the whole head never does
@@ -268,4 +305,14 @@ def test_a_host_header_that_is_not_a_host_and_port_is_400(host, status):
     # RFC 9112 3.2: a server MUST answer 400 to an invalid Host; before, these reached the app (and vhosts)
     with ServerThread(app=_echo_body, threads=0) as srv:
         out = raw_request(srv.port, b"GET /h HTTP/1.1\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n")
+    assert [r.status for r in parse_responses(out)] == [status]
+
+
+@pytest.mark.parametrize("authority, status", [
+    (b"user@example.com", 400), (b"a b", 400), (b"example.com:80:90", 400), (b"example.com", 200),
+])
+def test_an_absolute_form_target_whose_host_is_not_a_host_is_400(authority, status):
+    # the target's authority stands for the Host (RFC 9112 3.2.2): it gets the same check
+    with ServerThread(app=_echo_body, threads=0) as srv:
+        out = raw_request(srv.port, b"GET http://" + authority + b"/h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert [r.status for r in parse_responses(out)] == [status]

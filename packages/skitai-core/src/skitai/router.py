@@ -9,9 +9,15 @@ Mounts (SK-27): the longest mount point matching on whole path segments wins (``
 app at the same point: an existing file comes from the directory, everything else goes to the app. A
 static directory alone answers itself (404 for a missing file, 405 for methods other than GET/HEAD).
 
-Mounts are matched on the raw path; the app then sees the percent-decoded rest as ``PATH_INFO``. A path whose
-decoded form would pick another mount than its raw form (``/app%2Fadmin`` or ``/ap%70/x`` beside a mount at
-``/app/admin`` or ``/app``) is refused with 400, so no mount ever gets a ``PATH_INFO`` that names another one.
+Paths (``clean``): a path is used as it came unless it holds a ``%`` or a segment starting with ``.``; such a
+path is checked once, before any handler sees it. Dot segments (``.``, ``..``, also written ``%2e``) are removed
+as RFC 3986 5.2.4 says, from the percent-decoded path; a ``..`` that would climb above ``/`` is a 400. The mount
+is then chosen on that clean path, which becomes ``request.path`` (re-quoted), so ``SCRIPT_NAME`` +
+``PATH_INFO`` always name the path that chose the mount; ``request.target`` keeps what the client sent. One
+rule covers percent-encoding as well: the raw path (its own dot segments removed, ``%2F`` still not a slash)
+must pick the same mount as the decoded one, else 400. So ``/app%2Fadmin`` or ``/ap%70/x`` beside mounts at
+``/app/admin`` or ``/app``, and ``/app/..%2Fadmin`` (one segment raw, ``..`` decoded), never reach a mount
+their raw form does not name.
 """
 from __future__ import annotations
 
@@ -118,7 +124,7 @@ class Router:
             return cache[host]
         except KeyError:
             pass
-        name = host.rstrip(".")
+        name = host[:-1] if host[-1:] == "." else host      # one: "a.com." is absolute; "a.com.." is a 400
         table = self.exact.get(name)
         if table is None:
             for suffix, candidate in self.suffixes:
@@ -138,11 +144,14 @@ class Router:
         if table is None:
             return exchange.error(404, "No site is served for this host name.")
         path = request.path
-        if not path.startswith("/"):
+        if "%" in path or "/." in path:
+            found = clean(request, table)
+            if isinstance(found, str):
+                return exchange.error(400, found)
+        elif path[:1] == "/":
+            found = table.match(path)
+        else:
             return exchange.error(400, "The request target must be a path.")
-        found = table.match(path)
-        if "%" in path and _decoded_route(table, path) is not (found and found[0]):
-            return exchange.error(400, "The percent-encoded path names another mount than its plain form.")
         if found is None:
             return exchange.error(404)
         route, rest = found
@@ -157,8 +166,79 @@ class Router:
         return static(exchange)
 
 
-def _decoded_route(table: MountTable, path: str) -> Route | None:
-    """The route the percent-decoded ``path`` would take (keys are stored percent-encoded, so re-quote)."""
+CLIMBS = "The path climbs above the root with '..'."
+ANOTHER_MOUNT = "The percent-encoded path names another mount than its plain form."
+_SAFE = "/:@!$&'()*+,;=-._~"          # what quote() leaves alone in a re-quoted path (the mount keys' form)
+_NO_ROUTES = MountTable()
+
+
+def clean(request: Any, table: MountTable | None) -> tuple[Route, str] | None | str:
+    """Check and clean the path of a request that holds ``%`` or ``/.``: dot segments are removed, then the
+    route is chosen. Returns the match (``None``: no mount), or the reason for a 400. When dot segments were
+    removed, ``request.path`` becomes the clean path, re-quoted (it stays as sent otherwise). Running it again
+    on a cleaned path changes nothing."""
+    path = request.path
+    if path[:1] != "/":
+        return "The request target must be a path."
+    if table is None:
+        table = _NO_ROUTES
+    if "%" not in path:
+        segments = path.split("/")
+        kept = _without_dots(segments, ".", "..")
+        if kept is None:
+            return CLIMBS
+        if kept is not segments:
+            path = request.path = "/".join(kept)
+        return table.match(path)
     decoded = unquote_to_bytes(path)
-    found = table.match(quote(decoded, safe="/:@!$&'()*+,;=-._~"))
-    return found[0] if found else None
+    segments = decoded.split(b"/") if b"/." in decoded else None
+    kept = segments if segments is None else _without_dots(segments, b".", b"..")
+    if kept is segments:                        # no dot segment, decoded or raw: the percent rule alone
+        found = table.match(quote(decoded, safe=_SAFE))
+        raw_found = table.match(path)
+    elif kept is None:
+        return CLIMBS
+    else:
+        clean_path = quote(b"/".join(kept), safe=_SAFE)
+        found = table.match(clean_path)
+        raw = path.split("/")                   # raw dot segments are decoded ones too: some are here
+        raw_kept = _without_dots([_dot(s) if "%" in s else s for s in raw], ".", "..")
+        # None: ``/a%2Fb/../..`` climbs out raw, not decoded
+        raw_found = None if raw_kept is None else table.match("/".join(raw_kept))
+    if (raw_found and raw_found[0]) is not (found and found[0]):
+        return ANOTHER_MOUNT
+    if kept is segments:
+        return raw_found
+    request.path = clean_path
+    return found
+
+
+def _dot(segment: str) -> str:
+    """A raw segment that is a dot segment once decoded (``%2e``, ``.%2E``, ...) as ``.`` or ``..``."""
+    if len(segment) <= 6:
+        plain = segment.lower().replace("%2e", ".")
+        if plain == "." or plain == "..":
+            return plain
+    return segment
+
+
+def _without_dots(segments: list, dot: Any, dotdot: Any) -> list | None:
+    """RFC 3986 5.2.4 on the segments of an absolute path (``segments[0]`` is the empty text before its
+    first ``/``): the same list when it has no dot segment, a new one without them, ``None`` when a ``..``
+    would climb above the root. A dot segment at the end leaves the path ending in ``/``."""
+    if dot not in segments and dotdot not in segments:
+        return segments
+    out = segments[:1]
+    last = len(segments) - 1
+    for i in range(1, last + 1):
+        seg = segments[i]
+        if seg == dotdot:
+            if len(out) == 1:
+                return None
+            out.pop()
+        elif seg != dot:
+            out.append(seg)
+            continue
+        if i == last:
+            out.append(seg[:0])
+    return out

@@ -13,7 +13,7 @@ from . import loader, paths, plugins
 from .config import Config
 from .loader import Target
 from .reloader import Reloading, can_reload
-from .router import Router
+from .router import Router, clean
 
 log = logging.getLogger("skitai.server")
 NEEDS_PLUGIN = {"gateway": ("gateway", "enable_gateway()"), "smtpda": ("smtpda", "enable_smtpda()"),
@@ -41,13 +41,23 @@ class Site:
 
 
 class Chain:
-    """Plugin handlers first (``match(exchange)`` says whether one takes the request), then the router."""
+    """Plugin handlers first (``match(exchange)`` says whether one takes the request), then the router.
+    The path is cleaned (``router.clean``: dot segments, percent-encoding) before the first of them looks at
+    it, so a guard on ``/admin`` sees ``/app/../admin`` as ``/admin``."""
 
     def __init__(self, front: list[Any], router: Router) -> None:
         self.front = front
         self.router = router
 
     def __call__(self, exchange: Any) -> Any:
+        request = exchange.request
+        path = request.path
+        if "%" in path or "/." in path:
+            router = self.router
+            table = router.default if not (router.exact or router.suffixes) else router.host_table(request.host)
+            found = clean(request, table)
+            if isinstance(found, str):
+                return exchange.error(400, found)
         for handler in self.front:
             if handler.match(exchange):
                 return handler(exchange)

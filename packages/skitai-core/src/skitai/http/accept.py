@@ -94,11 +94,15 @@ class Acceptor:
 
     def __init__(self, loop: asyncio.AbstractEventLoop, socks: list[socket.socket],
                  protocol_factory: Callable[[], asyncio.Protocol], ssl: _ssl.SSLContext | None = None,
-                 count: ConnectionCount | None = None) -> None:
+                 count: ConnectionCount | None = None, tls_timeout: float = 0) -> None:
         self.loop = loop
         self.socks = socks
         self.factory = protocol_factory
         self.ssl = ssl
+        # bounds the TLS handshake and the closing close_notify exchange (0: the loop's 60 s / 30 s)
+        self._tls = {"ssl": ssl}
+        if ssl is not None and tls_timeout > 0:
+            self._tls.update(ssl_handshake_timeout=tls_timeout, ssl_shutdown_timeout=tls_timeout)
         self.count = count if count is not None else ConnectionCount()
         self.accepted = 0
         self._pending: set[asyncio.Task] = set()     # handshakes in progress (strong references)
@@ -137,7 +141,7 @@ class Acceptor:
     def _start(self, conn: socket.socket) -> None:
         conn.setblocking(False)
         try:
-            task = self.loop.create_task(self.loop.connect_accepted_socket(self.factory, conn, ssl=self.ssl))
+            task = self.loop.create_task(self.loop.connect_accepted_socket(self.factory, conn, **self._tls))
         except Exception:
             conn.close()
             log.exception("could not set up an accepted connection")
@@ -191,6 +195,8 @@ class Acceptor:
             return
         self._closed = True
         self.count.on_room = None
+        for task in list(self._pending):           # handshakes in progress: nobody will serve them now
+            task.cancel()
         if self._retry is not None:
             self._retry.cancel()
             self._retry = None

@@ -16,7 +16,8 @@ requests, ``Limits.network_timeout`` while a request is being received (408 if i
 while the client does not read our answer (bytes still buffered make no progress; a close waits for them),
 ``Limits.header_timeout`` for a whole request head however it trickles in (408). Pipelined requests are not
 dispatched while the client is not reading the answers already written, so answers never pile up; the
-trailer section of a chunked body has the header limits (431).
+trailer section of a chunked body has the header limits (431), and its chunk-size lines (chunk extensions,
+which llhttp skips without a callback) may not run past ``max_header_size`` bytes without progress (413).
 
 Hand-over hooks (HTTP/2, WebSocket, CONNECT tunnels)
 ----------------------------------------------------
@@ -73,7 +74,8 @@ class H1Protocol(asyncio.Protocol):
                  "receiving", "write_paused", "closing", "peer_eof", "conn_no", "req_no", "client", "server",
                  "scheme", "stamp", "lingering", "_drain_waiters", "_paused", "_dispatching", "_fatal",
                  "_fatal_request",
-                 "_leftover", "_framing", "_priming", "_first", "_pre", "_in_head", "_in_tail", "_head_bytes",
+                 "_leftover", "_framing", "_priming", "_first", "_pre", "_in_head", "_in_chunks", "_in_tail",
+                 "_head_bytes", "_chunk_mark",
                  "_head_began", "_unsent", "_url", "_hdrs", "_max_pipelined", "__weakref__")
 
     def __init__(self, state: ServerState) -> None:
@@ -109,8 +111,10 @@ class H1Protocol(asyncio.Protocol):
         self._pre = b""
         # per-message parse state
         self._in_head = False
+        self._in_chunks = False                        # in a chunked body (its chunk-size lines are counted)
         self._in_tail = False                          # in the trailer section of a chunked body (or may be)
-        self._head_bytes = 0
+        self._head_bytes = 0                           # bytes fed since the parser last made progress
+        self._chunk_mark = 0                           # body bytes received at the last count (progress)
         self._head_began = 0.0                         # coarse time the head being received began
         self._unsent = 0                               # write buffer size at the last tick (progress check)
         self._url = b""
@@ -241,7 +245,10 @@ class H1Protocol(asyncio.Protocol):
                     self.transport.abort()
         elif self.active is None and not self.queue:
             if idle > lim.keep_alive:
-                self.transport.close()
+                if not self.transport.is_closing():
+                    self.transport.close()
+                elif idle > lim.keep_alive + lim.network_timeout:   # a TLS close the client never answers
+                    self.transport.abort()
 
     # ---- bytes in --------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
@@ -292,16 +299,22 @@ class H1Protocol(asyncio.Protocol):
             else:
                 self._reject(400, msg)
             return
-        if self._in_head or self._in_tail:
-            # bytes of a head (or chunked trailer) still incomplete, counted from the chunk after the one it
-            # began in (the parser holds at most one chunk of it before that)
+        if self._in_head or self._in_chunks:
+            # bytes of a head (or chunked trailer) still incomplete, or of a chunked body's chunk-size lines,
+            # counted from the chunk after the one the parser last made progress in (a callback sets -1)
             if self._head_bytes < 0:
                 self._head_bytes = 0
             else:
                 self._head_bytes += len(data)
             lim = self.limits
-            if self._head_bytes > lim.max_request_line + lim.max_header_size + 4096:
-                self._reject(431, "request trailers too large" if self._in_tail else "request head too large")
+            if self._in_head or self._in_tail:
+                if self._head_bytes > lim.max_request_line + lim.max_header_size + 4096:
+                    self._reject(431, "request trailers too large" if self._in_tail else "request head too large")
+                    return
+            elif self._head_bytes > lim.max_header_size and not self._chunk_progress():
+                # llhttp skips chunk extensions ("5;name=value") without a callback: a size line that does
+                # not end is bytes no other limit counts. 413: they are part of the body, not a header.
+                self._reject(413, "chunk extensions too large")
                 return
         self.stamp = self.state.now
         if self.queue:
@@ -385,6 +398,8 @@ class H1Protocol(asyncio.Protocol):
         else:
             path, url_host, query = split_target(target)
             if url_host:
+                if not valid_host(url_host):      # absolute-form: its authority is the Host (RFC 9112 3.2.2)
+                    raise BadRequest(400, "the request target's host is not a host and port")
                 host = url_host
         method = parser.get_method()
         method = _METHODS.get(method) or method.decode("ascii")
@@ -402,6 +417,9 @@ class H1Protocol(asyncio.Protocol):
             if te.strip().lower() != "chunked":
                 raise BadRequest(400, "only Transfer-Encoding: chunked is accepted")
             has_body = True
+            self._in_chunks = True
+            self._head_bytes = -1
+            self._chunk_mark = 0
         elif clen is not None:
             n = int(clen)          # llhttp checked the digits
             if n > limit:
@@ -444,6 +462,17 @@ class H1Protocol(asyncio.Protocol):
             self._priming = False
         self.data_received(rest)
 
+    def _chunk_progress(self) -> bool:
+        """Whether body bytes came out of the parser since the last call (a chunk's data is progress; the
+        count of a chunked body's size lines restarts then)."""
+        rec = self.receiving
+        got = rec.request.body.received if rec is not None else 0
+        if got == self._chunk_mark:
+            return False
+        self._chunk_mark = got
+        self._head_bytes = 0
+        return True
+
     def on_chunk_header(self) -> None:
         # the last (empty) chunk is followed by trailers; any body byte says this chunk was not the last
         self._in_tail = True
@@ -459,7 +488,7 @@ class H1Protocol(asyncio.Protocol):
         if self._framing is not None:     # llhttp ends an Upgrade request at its head; the body comes next
             return
         self._url = b""
-        self._in_tail = False
+        self._in_chunks = self._in_tail = False
         self._hdrs = []
         ex = self.receiving
         if ex is not None:
@@ -594,7 +623,7 @@ class H1Protocol(asyncio.Protocol):
         """Bad input: stop parsing; answer ``status`` after the requests before it, then close."""
         parser = self.parser
         self.parser = None
-        self._in_head = self._in_tail = False
+        self._in_head = self._in_chunks = self._in_tail = False
         self._leftover = self._framing = None
         rec = self.receiving
         self.receiving = None

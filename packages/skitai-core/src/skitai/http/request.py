@@ -392,15 +392,18 @@ class Request:
         return f"<Request {self.method} {self.target} HTTP/{self.version}>"
 
 
-# uri-host [ ":" port ] (RFC 9110 7.2, RFC 3986 3.2.2): an IP literal in brackets, or a reg-name/IPv4
-_HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]{0,5})?")
+# uri-host [ ":" port ] (RFC 9110 7.2, RFC 3986 3.2.2): an IP literal in brackets, or a reg-name/IPv4 made of
+# non-empty labels; one trailing dot is the absolute form of the same name ("a.com."), an empty label
+# ("a..com", ".a.com", "a.com..") names no host. An empty Host is allowed (RFC 9112 3.2).
+_LABEL = r"[A-Za-z0-9\-_~!$&'()*+,;=%]+"
+_HOST = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|(?:%s(?:\.%s)*\.?)?)(?::[0-9]{0,5})?" % (_LABEL, _LABEL))
 HOSTS_SEEN: dict[str, bool] = {}     # Host values already checked (shared, bounded)
 
 
 def valid_host(value: str) -> bool:
     """Whether a Host header (or ``:authority``) is a host and optional port: RFC 9112 3.2 wants a 400
-    for anything else (``a b``, ``user@host``, ``host/path``, ``h:1:2``). The usual values are answered
-    from ``HOSTS_SEEN``."""
+    for anything else (``a b``, ``user@host``, ``host/path``, ``h:1:2``, an empty label as in ``a.com..``).
+    The usual values are answered from ``HOSTS_SEEN``."""
     ok = HOSTS_SEEN.get(value)
     if ok is None:
         ok = _HOST.fullmatch(value) is not None

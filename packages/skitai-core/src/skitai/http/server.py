@@ -92,9 +92,15 @@ class Server:
         clock.refresh()
         accesslog.refresh()
         now = self.state.now = self.state.loop.time()
+        self._tick_handle = self.state.loop.call_later(self._interval, self._tick)   # first: whatever fails below
         for conn in list(self.state.connections):
-            conn.check_timeout(now)
-        self._tick_handle = self.state.loop.call_later(self._interval, self._tick)
+            try:
+                conn.check_timeout(now)
+            except Exception:            # one broken connection must not stop the timeouts of the others
+                log.exception("timeout check failed: connection aborted")
+                transport = getattr(conn, "transport", None)
+                if transport is not None:
+                    transport.abort()
 
     def close(self) -> None:
         """Stop accepting. Idle connections close now; busy ones close after their current answer."""
@@ -166,4 +172,5 @@ async def serve(config: Config, dispatch: Dispatch, *, sock: socket.socket | Non
             reuse_port = config.workers > 1
         socks = listening_sockets(config.address or None, config.port, config.backlog, bool(reuse_port))
     accesslog.refresh()
-    return Server(state, Acceptor(loop, socks, factory, ssl, state.count))
+    return Server(state, Acceptor(loop, socks, factory, ssl, state.count,
+                                  tls_timeout=config.limits.tls_handshake_timeout))
