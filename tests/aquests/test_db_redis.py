@@ -8,7 +8,8 @@ import pytest
 
 import aquests
 from aquests import codes
-from aquests.dbapi.resp import NOT_READY, ProtocolError, ReplyError, RespReader, encode_command
+from aquests.dbapi.resp import (DEFAULT_MAX_REPLY_ITEMS, NOT_READY, ProtocolError, ReplyError, ReplyTooLarge,
+                                RespReader, encode_command)
 from tests.support import services
 from tests.support.net import free_port
 
@@ -57,6 +58,48 @@ def test_reader_rejects_garbage(wire, match):
     reader.feed(wire)
     with pytest.raises(ProtocolError, match=match):
         reader.get()
+
+
+def test_reply_limits_refuse_oversized_headers_at_once():
+    """An array header declaring 2**31-1 items, or a bulk header over the byte limit, fails as soon
+    as the header is read: nothing waits for (or buffers) the items or bytes it announces."""
+    reader = RespReader()
+    reader.feed(b"*2147483647\r\n")
+    with pytest.raises(ReplyTooLarge, match=r"exceeded the limit.*max_reply_items"):
+        reader.get()
+    reader = RespReader(max_size=1000)
+    reader.feed(b"$1001\r\n")
+    with pytest.raises(ReplyTooLarge, match=r"exceeded the limit.*1001 bytes.*max_reply_size"):
+        reader.get()
+    nested = RespReader(max_items=10)  # elements of nested arrays count too
+    nested.feed(b"*2\r\n*5\r\n:1\r\n:2\r\n:3\r\n:4\r\n:5\r\n*6\r\n")
+    with pytest.raises(ReplyTooLarge, match="more than 10 array elements"):
+        nested.get()
+    assert DEFAULT_MAX_REPLY_ITEMS < 2 ** 31 - 1
+
+
+def test_reply_of_endless_tiny_items_is_bounded_by_bytes():
+    """``*<n>`` then ``:1`` after ``:1``: the reply fails once its bytes pass ``max_size``, whether
+    it arrives in small reads or in one piece; replies within the limits are untouched."""
+    limit = 10_000
+    reader = RespReader(max_size=limit)
+    reader.feed(b"*1000000\r\n")
+    fed = 0
+    with pytest.raises(ReplyTooLarge, match="more than 10000 bytes"):
+        while fed < 10 * limit:
+            reader.feed(b":1\r\n" * 1000)
+            fed += 4000
+            assert reader.get() is NOT_READY
+    assert fed <= limit + 4000
+    whole = b"*3000\r\n" + b":1\r\n" * 3000  # 12 007 bytes, complete in one read
+    reader = RespReader(max_size=limit)
+    reader.feed(whole)
+    with pytest.raises(ReplyTooLarge):
+        reader.get()
+    reader = RespReader(max_size=len(whole), max_items=3000)
+    for _ in range(3):  # the limits are per reply, not per connection
+        reader.feed(whole)
+        assert reader.get() == [1] * 3000
 
 
 # -- against redis-server
@@ -217,6 +260,75 @@ async def test_malformed_and_cut_replies_drop_the_connection():
         good = await r.ping()
         assert good.ok and good.data == "PONG"
         assert conns == 3 and r.pool.opened == 3
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_reply_limits_against_redis(redis_server):
+    r = make(redis_server, pool_size=1, max_reply_size=1000, max_reply_items=100)
+    assert (await r.set("aq:limit", b"v" * 2000)).ok
+    assert (await r.delete("aq:limit-l")).ok
+    assert (await r.rpush("aq:limit-l", *range(150))).data == 150
+    big = await r.get("aq:limit")
+    assert big.status_code == codes.PROTOCOL_ERROR and "exceeded the limit" in big.reason, big.reason
+    many = await r.lrange("aq:limit-l", 0, -1)
+    assert many.status_code == codes.PROTOCOL_ERROR and "max_reply_items" in many.reason, many.reason
+    assert (await r.lrange("aq:limit-l", 0, 99)).data[-1] == b"99"  # within both limits
+    assert (await r.ping()).data == "PONG"
+    assert r.pool.opened == 3  # each failed call dropped its connection
+    with pytest.raises(ValueError, match="max_reply_size"):
+        make(redis_server, max_reply_size=0)
+    with pytest.raises(ValueError, match="max_reply_items"):
+        make(redis_server, max_reply_items=1.5)
+
+
+@pytest.mark.parametrize("header, options, limit", [
+    (b"*2147483647\r\n", {}, "max_reply_items"),  # refused by default, at the header
+    (b"*1000000\r\n", {"max_reply_size": 256 * 1024}, "max_reply_size"),  # fails after 256 KiB
+], ids=["items", "bytes"])
+async def test_endless_reply_fails_fast_and_other_calls_keep_working(header, options, limit):
+    """A peer answering LRANGE with an array header and ``:1`` forever (and PING with +PONG): the
+    LRANGE fails naming the limit well before its timeout, its connection is closed, and a PING in
+    flight meanwhile on another pooled connection, and the calls after, are answered."""
+    flooding = asyncio.Event()
+    hung_up = asyncio.Event()
+
+    async def handle(reader, writer):
+        try:
+            while data := await reader.read(65536):
+                if b"LRANGE" in data:
+                    writer.write(header)
+                    flooding.set()
+                    while True:
+                        writer.write(b":1\r\n" * 16384)
+                        await writer.drain()
+                else:
+                    writer.write(b"+PONG\r\n" * data.count(b"PING"))
+                    await writer.drain()
+        except (ConnectionError, OSError):
+            hung_up.set()
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        r = aquests.aio.redis(f"127.0.0.1:{port}", pool_size=2, timeout=5, **options)
+        started = time.monotonic()
+
+        async def ping_while_flooding():
+            await flooding.wait()
+            return await r.ping()
+
+        flood, ping = await asyncio.gather(r.lrange("k", 0, -1), ping_while_flooding())
+        assert time.monotonic() - started < 2
+        assert flood.status_code == codes.PROTOCOL_ERROR, flood.reason
+        assert "exceeded the limit" in flood.reason and limit in flood.reason
+        assert ping.ok and ping.data == "PONG"
+        await asyncio.wait_for(hung_up.wait(), 2)  # the flooded connection was closed
+        assert [(await r.ping()).data for _ in range(3)] == ["PONG"] * 3
+        assert r.pool.opened == 2 and r.pool.idle == 1
     finally:
         server.close()
         await server.wait_closed()

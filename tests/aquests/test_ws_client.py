@@ -1,6 +1,7 @@
 """aquests.websocket: one-shot client against a real `websockets` server, and its failure paths."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
@@ -39,13 +40,16 @@ def echo(ws):
         ws.send(message)
 
 
-@contextlib.contextmanager
-def raw_server(reply: bytes, hold: bool = False):
-    """A TCP server that reads a request head and answers ``reply`` (may be empty: just close).
+def _accept_value(head: bytes) -> bytes:
+    key = next((ln.split(b":", 1)[1].strip() for ln in head.split(b"\r\n")
+                if ln.lower().startswith(b"sec-websocket-key")), b"")
+    return base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
 
-    ``{accept}`` in the reply becomes the right Sec-WebSocket-Accept; ``hold`` keeps the
-    connection open (reading nothing more) until the server stops.
-    """
+
+@contextlib.contextmanager
+def _handshake_server(after_head):
+    """A TCP server that reads each connection's request head and hands it to ``after_head(conn, head,
+    stop)`` (an OSError there ends that connection). Yields (port, stop)."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen()
@@ -60,32 +64,66 @@ def raw_server(reply: bytes, hold: bool = False):
                 continue
             with conn:
                 conn.settimeout(2)
-                data = b""
+                head = b""
                 try:
-                    while b"\r\n\r\n" not in data:
+                    while b"\r\n\r\n" not in head:
                         chunk = conn.recv(4096)
                         if not chunk:
                             break
-                        data += chunk
-                    if not data:
-                        continue  # a port probe
-                    key = next((ln.split(b":", 1)[1].strip() for ln in data.split(b"\r\n")
-                                if ln.lower().startswith(b"sec-websocket-key")), b"")
-                    accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
-                    conn.sendall(reply.replace(b"{accept}", accept))
-                    if hold:
-                        stop.wait(5)
+                        head += chunk
+                    if head:                 # else a port probe
+                        after_head(conn, head, stop)
                 except OSError:
                     pass
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     try:
-        yield sock.getsockname()[1]
+        yield sock.getsockname()[1], stop
     finally:
         stop.set()
         thread.join(5)
         sock.close()
+
+
+@contextlib.contextmanager
+def raw_server(reply: bytes, hold: bool = False):
+    """A TCP server that reads a request head and answers ``reply`` (may be empty: just close).
+
+    ``{accept}`` in the reply becomes the right Sec-WebSocket-Accept; ``hold`` keeps the
+    connection open (reading nothing more) until the server stops.
+    """
+    def answer(conn, head, stop):
+        conn.sendall(reply.replace(b"{accept}", _accept_value(head)))
+        if hold:
+            stop.wait(5)
+
+    with _handshake_server(answer) as (port, _):
+        yield port
+
+
+@contextlib.contextmanager
+def ping_flood_server(ping_payload: bytes):
+    """Accepts the handshake, then writes PING frames as fast as the socket takes them and never
+    reads a byte. Yields (port, dropped): ``dropped`` is set when the client's end went away."""
+    dropped = threading.Event()
+    frame = bytes([0x89, len(ping_payload)]) + ping_payload
+    burst = frame * (65536 // len(frame))
+
+    def flood(conn, head, stop):
+        try:
+            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + _accept_value(head) + b"\r\n\r\n")
+            while not stop.is_set():
+                try:
+                    conn.sendall(burst)
+                except TimeoutError:
+                    continue  # the client's buffers are full: go on trying
+        except OSError:
+            dropped.set()
+
+    with _handshake_server(flood) as (port, _):
+        yield port, dropped
 
 
 async def test_text_echo():
@@ -272,3 +310,27 @@ async def test_server_ignoring_our_close_costs_at_most_close_timeout(monkeypatch
         took = time.monotonic() - started
     assert resp.content == (1, "hi")
     assert 0.25 < took < 1.5
+
+
+@pytest.mark.parametrize("ping_payload", [b"", b"p" * 125], ids=["empty-pings", "125-byte-pings"])
+async def test_ping_flood_from_a_server_that_never_reads_ends_within_the_timeout(ping_payload):
+    """Pings answered one by one filled the unread socket, and the buffered bytes of tiny frames
+    kept the loop busy past the deadline: the call took 3.5-5.5 s for a 1.5 s timeout."""
+    ticks: list[float] = []
+
+    async def ticker():  # another task on the same loop: it must keep running meanwhile
+        while True:
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.01)
+
+    with ping_flood_server(ping_payload) as (port, dropped):
+        wait_port(port)
+        other = asyncio.ensure_future(ticker())
+        started = time.monotonic()
+        resp = await request(f"ws://127.0.0.1:{port}/", "x", timeout=1.5)
+        took = time.monotonic() - started
+        other.cancel()
+        assert resp.status_code == codes.TIMEOUT, resp.reason
+        assert took < 2.0
+        assert dropped.wait(1)  # the connection is gone: the server's writes fail
+    assert max(b - a for a, b in zip(ticks, ticks[1:])) < 0.5

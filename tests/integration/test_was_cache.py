@@ -28,8 +28,10 @@ def setup():
             stored = r.cache(float(q["sec"])) if "sec" in q else None
             if "task_sec" in q:
                 stored = task.cache(float(q["task_sec"]))
+            seen = r.data["headers"].pop("x-mine", None)
+            r.data["headers"]["x-mine"] = "changed by an earlier caller"
             return {"network": len(hits) - before, "stored": stored,
-                    "cache_control": r.data["headers"].get("cache-control")}
+                    "cache_control": r.data["headers"].get("cache-control"), **({"seen": seen} if seen else {})}
 
         def mapped(env):
             before = len(hits)
@@ -52,8 +54,8 @@ def setup():
 
 def test_cached_result_answers_without_network(setup):
     assert get_json(setup + "/c?key=a&sec=60") == {"network": 1, "stored": True, "cache_control": None}
-    assert get_json(setup + "/c?key=a")["network"] == 0
-    assert get_json(setup + "/c?key=a")["network"] == 0
+    assert get_json(setup + "/c?key=a") == {"network": 0, "stored": None, "cache_control": None}
+    assert get_json(setup + "/c?key=a") == {"network": 0, "stored": None, "cache_control": None}   # a copy
     stats = get_json(setup + "/stats")
     assert stats["hits"] >= 2 and stats["current_cached"] >= 1
 

@@ -67,7 +67,7 @@ def test_db_results_can_be_cached(redis_server):
         rd.set("c", "2").wait(5)
         again = rd.get("c").getwait(5)                 # from the cache: no round trip
         fresh = was.redis(redis_server.server, use_cache=False).get("c").getwait(5)
-        return [first.data.decode(), again.data.decode(), fresh.data.decode(), again is first]
+        return [first.data.decode(), again.data.decode(), fresh.data.decode(), again is not first]  # a copy
 
     with front(routed({"/c": cached})) as url:
         assert get_json(url + "/c") == ["1", "1", "2", True]

@@ -132,16 +132,7 @@ class H2Client:
 
     def frames(self) -> list:
         """Every frame the server sent, parsed from the raw bytes (h2 stops parsing after a GOAWAY)."""
-        from hyperframe.frame import Frame
-        out, data = [], self.all_raw
-        while len(data) >= 9:
-            frame, length = Frame.parse_frame_header(memoryview(data[:9]))
-            if len(data) < 9 + length:
-                break
-            frame.parse_body(memoryview(data[9:9 + length]))
-            out.append(frame)
-            data = data[9 + length:]
-        return out
+        return frames_of(self.all_raw)
 
     def goaway_code(self):
         from hyperframe.frame import GoAwayFrame
@@ -279,3 +270,17 @@ class WSStream:
         if not any(end(e) for e in self.client.events):
             self.client.read(end, timeout)
         return any(end(e) for e in self.client.events)
+
+
+def frames_of(data: bytes) -> list:
+    """The complete HTTP/2 frames in ``data``, parsed by hyperframe (a partial last one is left out)."""
+    from hyperframe.frame import Frame
+    out = []
+    while len(data) >= 9:
+        frame, length = Frame.parse_frame_header(memoryview(data[:9]))
+        if len(data) < 9 + length:
+            break
+        frame.parse_body(memoryview(data[9:9 + length]))
+        out.append(frame)
+        data = data[9 + length:]
+    return out

@@ -1,19 +1,33 @@
 """Result cache (inventory SK-55): keep normal results for a while, keyed by request identity.
 
 Per process and in memory. One lock guards every access, so the loop and the server's worker
-threads may share one instance. When the cache is full, the entries closest to expiry (about
-20 % of ``maxobj``) make room; expired entries are dropped whenever they are looked up.
+threads may share one instance. Two bounds: ``maxobj`` entries (when full, the entries closest to
+expiry, about 20 % of ``maxobj``, make room) and ``max_bytes`` of stored results in all (64 MiB by
+default: past it the least recently used entries go). Expired entries are dropped whenever they
+are looked up.
+
+Results are stored pickled, and every hit unpickles a fresh copy: a caller that changes
+``result.data`` (appends to the list, sets a key of the dict) changes its own copy, never what the
+next caller gets. Pickling was chosen over ``copy.deepcopy`` on each hit because it is paid once
+per store, its size is the exact byte count the budget needs, and ``pickle.loads`` runs in C (a
+hit on a typical JSON or row-list result is several times faster than a deep copy). A result
+that cannot be pickled (one holding a socket or a lambda) is not cached: ``put`` says False.
 """
 from __future__ import annotations
 
 import hashlib
 import heapq
+import itertools
+import pickle
 import threading
 import time
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
 DEFAULT_MAXOBJ = 2000
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 EVICT_FRACTION = 0.2
 
 
@@ -48,16 +62,35 @@ def is_normal(result: Any) -> bool:
     return not getattr(result, "expt_class", None)
 
 
-class ResultCache:
-    """A size-bounded TTL cache of results (thread-safe)."""
+# -- a result knows the cache that keeps it: pickled, that reference stays the same cache
 
-    def __init__(self, maxobj: int = DEFAULT_MAXOBJ, *, clock: Callable[[], float] = time.monotonic) -> None:
+_caches: weakref.WeakValueDictionary[int, ResultCache] = weakref.WeakValueDictionary()
+_serials = itertools.count(1)
+
+
+def _cache_by_serial(serial: int) -> ResultCache | None:
+    return _caches.get(serial)
+
+
+class ResultCache:
+    """A TTL cache of results bounded in entries and in bytes (thread-safe); hits are copies."""
+
+    def __init__(self, maxobj: int = DEFAULT_MAXOBJ, *, max_bytes: int = DEFAULT_MAX_BYTES,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
-        self._entries: dict[str, tuple[float, Any]] = {}
+        # key -> (expiry, pickled result), least recently used first
+        self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._bytes = 0
         self._clock = clock
         self._hits = 0
         self._requests = 0
+        self._serial = next(_serials)
+        _caches[self._serial] = self
         self.maxobj = maxobj
+        self.max_bytes = max_bytes
+
+    def __reduce__(self) -> tuple:
+        return _cache_by_serial, (self._serial,)
 
     @property
     def maxobj(self) -> int:
@@ -69,13 +102,31 @@ class ResultCache:
             raise ValueError(f"maxobj must be a positive int, not {value!r}")
         self._maxobj = value
 
+    @property
+    def max_bytes(self) -> int:
+        """Bytes the stored (pickled) results may take in all; lowering it evicts at once."""
+        return self._max_bytes
+
+    @max_bytes.setter
+    def max_bytes(self, value: int) -> None:
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"max_bytes must be a positive int, not {value!r}")
+        self._max_bytes = value
+        with self._lock:
+            self._trim()
+
+    @property
+    def bytes(self) -> int:
+        """Bytes the stored results take now."""
+        return self._bytes
+
     @staticmethod
     def key(ident: str) -> str:
         """The storage key of an identity string (a short digest, not a security hash)."""
         return hashlib.blake2b(ident.encode("utf8"), digest_size=16).hexdigest()
 
     def get(self, ident: str) -> Any | None:
-        """The cached result for ``ident``, or None (counts a request, and a hit when found)."""
+        """A copy of the cached result for ``ident``, or None (counts a request, and a hit when found)."""
         key = self.key(ident)
         now = self._clock()
         with self._lock:
@@ -84,15 +135,17 @@ class ResultCache:
             if entry is None:
                 return None
             if entry[0] <= now:
-                del self._entries[key]
+                self._drop(key)
                 return None
             self._hits += 1
-            return entry[1]
+            self._entries.move_to_end(key)
+        return pickle.loads(entry[1])
 
     def put(self, ident: str, result: Any, timeout: float = 300) -> bool:
         """Cache ``result`` for ``timeout`` seconds; ``timeout <= 0`` expires the entry instead.
 
-        Returns True when stored. Results that did not finish normally are never stored.
+        Returns True when stored. Results that did not finish normally are never stored, nor
+        those that cannot be pickled or are larger than ``max_bytes`` on their own.
         """
         if not isinstance(timeout, (int, float)) or isinstance(timeout, bool):
             raise TypeError(f"timeout must be a number of seconds, not {timeout!r}")
@@ -101,32 +154,54 @@ class ResultCache:
             return False
         if not is_normal(result):
             return False
+        try:
+            frozen = pickle.dumps(result, pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, TypeError, AttributeError, ValueError, RecursionError):
+            return False
         key = self.key(ident)
+        if len(frozen) > self._max_bytes:
+            self.expire(ident)
+            return False
         now = self._clock()
         with self._lock:
-            if key not in self._entries and len(self._entries) >= self._maxobj:
+            if key in self._entries:
+                self._drop(key)
+            elif len(self._entries) >= self._maxobj:
                 self._make_room(now)
-            self._entries[key] = (now + timeout, result)
+            self._entries[key] = (now + timeout, frozen)
+            self._bytes += len(frozen)
+            self._trim()
         return True
 
     def expire(self, ident: str) -> None:
         with self._lock:
-            self._entries.pop(self.key(ident), None)
+            self._drop(self.key(ident))
 
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
+            self._bytes = 0
+
+    def _drop(self, key: str) -> None:
+        entry = self._entries.pop(key, None)
+        if entry is not None:
+            self._bytes -= len(entry[1])
+
+    def _trim(self) -> None:
+        """Drop least recently used entries until the bytes fit ``max_bytes`` (lock held)."""
+        while self._bytes > self._max_bytes and self._entries:
+            self._bytes -= len(self._entries.popitem(last=False)[1][1])
 
     def _make_room(self, now: float) -> None:
         """Drop expired entries, then the ~20 % with the least remaining lifetime (lock held)."""
         expired = [k for k, (until, _) in self._entries.items() if until <= now]
         for k in expired:
-            del self._entries[k]
+            self._drop(k)
         if len(self._entries) < self._maxobj:
             return
         count = max(1, int(self._maxobj * EVICT_FRACTION))
         for k in heapq.nsmallest(count, self._entries, key=lambda k: self._entries[k][0]):
-            del self._entries[k]
+            self._drop(k)
 
     def __len__(self) -> int:
         with self._lock:
@@ -139,9 +214,10 @@ class ResultCache:
             return entry is not None and entry[0] > self._clock()
 
     def stats(self) -> dict[str, Any]:
-        """Numbers for the status page: current_cached, hits, requests, ratio (hits/requests, %)."""
+        """Numbers for the status page: current_cached, maxobj, bytes, max_bytes, hits, requests and
+        ratio (hits/requests, %)."""
         with self._lock:
-            hits, requests, current = self._hits, self._requests, len(self._entries)
+            hits, requests, current, size = self._hits, self._requests, len(self._entries), self._bytes
         ratio = round(hits * 100.0 / requests, 1) if requests else 0.0
-        return {"current_cached": current, "maxobj": self._maxobj, "hits": hits,
-                "requests": requests, "ratio": ratio}
+        return {"current_cached": current, "maxobj": self._maxobj, "bytes": size, "max_bytes": self._max_bytes,
+                "hits": hits, "requests": requests, "ratio": ratio}

@@ -271,5 +271,8 @@ class _Unset:
     def __repr__(self) -> str:
         return "UNSET"
 
+    def __reduce__(self) -> str:
+        return "_UNSET"  # stays the one marker through pickle and copy (the result cache pickles responses)
+
 
 _UNSET: Any = _Unset()

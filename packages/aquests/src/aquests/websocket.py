@@ -30,6 +30,7 @@ OPCODE_TEXT = 1
 OPCODE_BINARY = 2
 MAX_MESSAGE_SIZE = 16 * 1024 * 1024   # bytes (or characters) in the reply
 CLOSE_TIMEOUT = 2.0                   # seconds to wait for the server's close frame
+_BURST = 0.02                         # seconds of frames handled before the loop gets a turn
 _SCHEMES = {"ws": False, "wss": True, "http": False, "https": True}
 _READ_SIZE = 65536
 
@@ -127,47 +128,93 @@ async def request(url: str, message: str | bytes, *, timeout: float = 10.0,
 async def _send(plan: _Plan) -> Response:
     started = time.monotonic()
     meta = plan.meta
+    writer: asyncio.StreamWriter | None = None
+    replied = False
     try:
         async with asyncio.timeout(plan.timeout):
             ctx = tls.context(plan.verify, ("http/1.1",)) if plan.secure else None
             reader, writer = await asyncio.open_connection(plan.host, plan.port, ssl=ctx,
                                                            server_hostname=plan.host if ctx else None)
-            try:
-                return await _exchange(reader, writer, plan, started)
-            finally:
-                await _shut(writer)
+            resp = await _exchange(_Stream(reader, writer, started + plan.timeout), plan, started)
+            replied = True
+            return resp
     except WSProtocolError as e:
         return Response.failed(codes.PROTOCOL_ERROR, f"bad WebSocket handshake: {e}", url=plan.url, meta=meta,
                                method="WS")
     except (OSError, TimeoutError, asyncio.TimeoutError, errors.ClientError) as e:
         code, reason = errors.classify(e)
         return Response.failed(code, reason, url=plan.url, meta=meta, method="WS", error=e)
+    finally:
+        # outside the timeout block: closing never turns a reply into a timeout, and never adds
+        # more than what is left of the call's time
+        if writer is not None:
+            await _shut(writer, replied, started + plan.timeout)
 
 
-async def _events(conn: WSConnection, reader: asyncio.StreamReader) -> AsyncIterator[Any]:
-    while True:
-        for event in conn.events():
-            yield event
-        data = await reader.read(_READ_SIZE)
-        if data:
-            conn.receive_data(data)
-            continue
-        try:
-            conn.receive_data(None)
-            eof_events = list(conn.events())
-        except WSProtocolError:
-            raise _fail(codes.CONNECTION_CLOSED,
-                           "the server closed the connection during the WebSocket handshake") from None
-        for event in eof_events:
-            yield event
-        return
+class _Stream:
+    """wsproto fed from one asyncio connection, with the call's deadline checked per event.
+
+    ``StreamReader.read`` returns buffered bytes without giving the loop a turn, and a few
+    hundred KiB of 2-byte PING frames keep wsproto busy for over a second: ``asyncio.timeout``
+    alone fired seconds late under a ping flood and every other task of the loop stalled. So
+    each event checks the deadline, and a long run of events lets the loop run every
+    ``_BURST`` seconds. Pings are answered once per read, for the last one (RFC 6455 5.5.3
+    allows it), so a flood costs one pong per read instead of one per ping.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, deadline: float) -> None:
+        self.conn = WSConnection(ConnectionType.CLIENT)
+        self.reader = reader
+        self.writer = writer
+        self.ping: Ping | None = None  # the last ping not answered yet
+        self.set_deadline(deadline)
+
+    def set_deadline(self, deadline: float) -> None:
+        """``deadline`` is a ``time.monotonic()`` value."""
+        self.deadline = deadline
+        self.pause_at = min(time.monotonic() + _BURST, deadline)
+
+    def send(self, event: Any) -> None:
+        self.writer.write(self.conn.send(event))
+
+    async def events(self) -> AsyncIterator[Any]:
+        conn, reader = self.conn, self.reader
+        while True:
+            for event in conn.events():
+                now = time.monotonic()
+                if now >= self.pause_at:
+                    if now >= self.deadline:
+                        raise TimeoutError("no answer within the timeout")
+                    await asyncio.sleep(0)
+                    self.pause_at = min(time.monotonic() + _BURST, self.deadline)
+                yield event
+            if self.ping is not None:
+                self._pong()
+            data = await reader.read(_READ_SIZE)
+            if data:
+                conn.receive_data(data)
+                continue
+            try:
+                conn.receive_data(None)
+                eof_events = list(conn.events())
+            except WSProtocolError:
+                raise _fail(codes.CONNECTION_CLOSED,
+                            "the server closed the connection during the WebSocket handshake") from None
+            for event in eof_events:
+                yield event
+            return
+
+    def _pong(self) -> None:
+        ping, self.ping = self.ping, None
+        if self.conn.state is not ConnectionState.OPEN:
+            return
+        self.send(ping.response())
 
 
-async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, plan: _Plan,
-                    started: float) -> Response:
-    conn = WSConnection(ConnectionType.CLIENT)
-    writer.write(conn.send(plan.handshake))
-    events = _events(conn, reader)
+async def _exchange(stream: _Stream, plan: _Plan, started: float) -> Response:
+    conn = stream.conn
+    stream.send(plan.handshake)
+    events = stream.events()
     accepted: AcceptConnection | None = None
     async for event in events:
         if isinstance(event, AcceptConnection):
@@ -179,23 +226,22 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
     if accepted is None:
         raise _fail(codes.CONNECTION_CLOSED, "the server closed the connection during the WebSocket handshake")
     payload = plan.payload
-    message = TextMessage(data=payload) if isinstance(payload, str) else BytesMessage(data=payload)
-    writer.write(conn.send(message))
+    stream.send(TextMessage(data=payload) if isinstance(payload, str) else BytesMessage(data=payload))
     parts: list[Any] = []
     size = 0
     async for event in events:
         if isinstance(event, Ping):
-            writer.write(conn.send(event.response()))
+            stream.ping = event  # answered before the next read
         elif isinstance(event, CloseConnection):
             if conn.state is ConnectionState.REMOTE_CLOSING:
-                writer.write(conn.send(event.response()))
+                stream.send(event.response())
             code = codes.PROTOCOL_ERROR if event.code in (1002, 1007) else codes.CONNECTION_CLOSED
             why = f" ({event.reason})" if event.reason else ""
             raise _fail(code, f"the WebSocket closed before a reply: code {event.code}{why}")
         elif isinstance(event, (TextMessage, BytesMessage)):
             size += len(event.data)
             if size > plan.max_size:
-                writer.write(conn.send(CloseConnection(code=1009, reason="message too big")))
+                stream.send(CloseConnection(code=1009, reason="message too big"))
                 raise _fail(codes.PROTOCOL_ERROR, f"the reply is larger than max_size={plan.max_size}")
             parts.append(event.data)
             if event.message_finished:
@@ -204,33 +250,45 @@ async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, 
         raise _fail(codes.CONNECTION_CLOSED, "the server closed the connection before replying")
     text = isinstance(parts[0], str)
     reply = "".join(parts) if text else b"".join(parts)
-    await _close(conn, writer, events, min(CLOSE_TIMEOUT, plan.timeout - (time.monotonic() - started) - 0.1))
+    await _close(stream, events, min(CLOSE_TIMEOUT, plan.timeout - (time.monotonic() - started) - 0.1))
     return WSResponse(OPCODE_TEXT if text else OPCODE_BINARY, reply, url=plan.url, method="WS", meta=plan.meta,
                       headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in accepted.extra_headers],
                       elapsed=time.monotonic() - started)
 
 
-async def _shut(writer: asyncio.StreamWriter) -> None:
-    """Close the socket now (not on the loop's next turn) without waiting long for TLS."""
-    writer.close()
+async def _shut(writer: asyncio.StreamWriter, clean: bool, deadline: float) -> None:
+    """Close the socket before returning (not on some later turn of the loop).
+
+    After a failure the connection is aborted: unsent bytes are dropped, since a peer that does
+    not read would otherwise hold ``close()`` until they are flushed. After a reply it is closed
+    normally, waiting at most until ``deadline`` (and ``CLOSE_TIMEOUT``) for TLS to finish.
+    """
+    if clean:
+        writer.close()
+        try:
+            await asyncio.wait_for(writer.wait_closed(), max(0.0, min(CLOSE_TIMEOUT, deadline - time.monotonic())))
+            return
+        except (OSError, TimeoutError, asyncio.TimeoutError):
+            pass
+    writer.transport.abort()
     try:
-        await asyncio.wait_for(writer.wait_closed(), CLOSE_TIMEOUT)
+        await asyncio.wait_for(writer.wait_closed(), CLOSE_TIMEOUT)  # done on the loop's next turn
     except (OSError, TimeoutError, asyncio.TimeoutError):
         pass
 
 
-async def _close(conn: WSConnection, writer: asyncio.StreamWriter, events: AsyncIterator[Any],
-                 wait: float) -> None:
+async def _close(stream: _Stream, events: AsyncIterator[Any], wait: float) -> None:
     """Send our close frame and give the server a moment to answer with its own."""
     try:
-        writer.write(conn.send(CloseConnection(code=1000)))
+        stream.send(CloseConnection(code=1000))
         if wait <= 0:
             return
+        stream.set_deadline(min(stream.deadline, time.monotonic() + wait))
         async with asyncio.timeout(wait):
             async for event in events:
                 if isinstance(event, CloseConnection):
                     break
-    except (OSError, TimeoutError, WSProtocolError):
+    except (OSError, TimeoutError, WSProtocolError, errors.ClientError):
         pass
 
 

@@ -44,6 +44,7 @@ class Limits:
     keep_alive: float = 30.0                  # idle seconds between requests (SK-16)
     network_timeout: float = 30.0             # idle seconds while a request is read or a response written
     header_timeout: float = 30.0              # seconds the whole request head may take (slowloris: 408)
+    tls_handshake_timeout: float = 10.0       # seconds a TLS handshake may take (a silent or stalled client: cut)
     max_pipelined: int = 16                   # requests queued on one connection before reading pauses
     write_buffer_high: int = 256 * 1024       # transport high-water mark for back-pressure
     # Open connections per worker process (HTTP/1.1, HTTP/2, WebSocket, TLS or not; 0: no cap). At the cap

@@ -14,6 +14,7 @@ import os
 from typing import Any
 
 from .pool import DEFAULT_MAXSIZE
+from .resp import DEFAULT_MAX_REPLY_ITEMS, DEFAULT_MAX_REPLY_SIZE
 
 
 def postgresql(server: str, dbname: str | None = None, auth: Any = None, *, timeout: float = 10.0,
@@ -26,10 +27,12 @@ pg = postgresql
 
 
 def redis(server: str, dbname: Any = None, auth: Any = None, *, timeout: float = 10.0,
-          pool_size: int = DEFAULT_MAXSIZE, decode_responses: bool = False) -> Any:
+          pool_size: int = DEFAULT_MAXSIZE, decode_responses: bool = False,
+          max_reply_size: int = DEFAULT_MAX_REPLY_SIZE, max_reply_items: int = DEFAULT_MAX_REPLY_ITEMS) -> Any:
     from .redis import Redis
     return Redis(server, dbname, auth, timeout=timeout, pool_size=pool_size,
-                 decode_responses=decode_responses)
+                 decode_responses=decode_responses, max_reply_size=max_reply_size,
+                 max_reply_items=max_reply_items)
 
 
 def mongodb(server: str, dbname: str, auth: Any = None, *, timeout: float = 10.0) -> Any:

@@ -7,6 +7,11 @@ reply is parsed in ``data_received`` by ``resp.RespReader``.
 ``Redis(server, ...).execute("SET", "k", "v")`` / ``.pipeline([("SET", "k", 1), ("GET", "k")])``
 return ``DBResponse`` objects; error replies become ``DB_ERROR`` responses, network failures the 73x
 codes. One command (or one pipeline) is in flight per pooled connection.
+
+A reply (each reply of a pipeline) may take ``max_reply_size`` bytes (512 MiB) and hold
+``max_reply_items`` array elements (16 Mi, nested arrays counted too); past either the call fails with
+PROTOCOL_ERROR ("the Redis reply exceeded the limit ...") and its connection is closed, since the
+rest of that reply is still coming.
 """
 from __future__ import annotations
 
@@ -18,7 +23,8 @@ from .. import codes
 from .args import REDIS_PORT, parse_auth, parse_server
 from .deadline import Deadline
 from .pool import DEFAULT_IDLE_TIMEOUT, DEFAULT_MAXSIZE, LoopPooled
-from .resp import NOT_READY, ProtocolError, ReplyError, RespReader, encode_command
+from .resp import (DEFAULT_MAX_REPLY_ITEMS, DEFAULT_MAX_REPLY_SIZE, NOT_READY, ProtocolError, ReplyError,
+                   RespReader, encode_command)
 from .response import DBResponse
 
 DEFAULT_TIMEOUT = 10.0
@@ -51,8 +57,9 @@ def command_name(name: Any) -> str:
 class RedisProtocol(asyncio.Protocol):
     """One connection: replies are matched to requests in order."""
 
-    def __init__(self) -> None:
-        self._reader = RespReader()
+    def __init__(self, max_reply_size: int = DEFAULT_MAX_REPLY_SIZE,
+                 max_reply_items: int = DEFAULT_MAX_REPLY_ITEMS) -> None:
+        self._reader = RespReader(max_reply_size, max_reply_items)
         self._pending: deque[list] = deque()  # [future, replies still expected, collected list | None]
         self.transport: asyncio.Transport | None = None
         self.loop = asyncio.get_running_loop()
@@ -129,9 +136,10 @@ class RedisProtocol(asyncio.Protocol):
 
 
 async def open_connection(host: str, port: int, user: str | None, password: str | None,
-                          db: int) -> RedisProtocol:
+                          db: int, max_reply_size: int = DEFAULT_MAX_REPLY_SIZE,
+                          max_reply_items: int = DEFAULT_MAX_REPLY_ITEMS) -> RedisProtocol:
     loop = asyncio.get_running_loop()
-    _, proto = await loop.create_connection(RedisProtocol, host, port)
+    _, proto = await loop.create_connection(lambda: RedisProtocol(max_reply_size, max_reply_items), host, port)
     try:
         setup: list[tuple] = []
         if password is not None:
@@ -162,6 +170,12 @@ def _check_db(dbname: Any) -> int:
     return db
 
 
+def _check_limit(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
 def _decode(value: Any) -> Any:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
@@ -175,19 +189,25 @@ class Redis(LoopPooled):
 
     def __init__(self, server: str, dbname: Any = None, auth: Any = None, *,
                  timeout: float = DEFAULT_TIMEOUT, pool_size: int = DEFAULT_MAXSIZE,
-                 idle_timeout: float = DEFAULT_IDLE_TIMEOUT, decode_responses: bool = False) -> None:
+                 idle_timeout: float = DEFAULT_IDLE_TIMEOUT, decode_responses: bool = False,
+                 max_reply_size: int = DEFAULT_MAX_REPLY_SIZE,
+                 max_reply_items: int = DEFAULT_MAX_REPLY_ITEMS) -> None:
         self.timeout = self.check_timeout(timeout)
         self.host, self.port = parse_server(server, REDIS_PORT)
         self.db = _check_db(dbname)
         self.user, self._password = parse_auth(auth)
-        self.key = ("redis", server, self.db, self.user, self._password)  # see PostgreSQL.key
+        self.max_reply_size = _check_limit("max_reply_size", max_reply_size)
+        self.max_reply_items = _check_limit("max_reply_items", max_reply_items)
+        # see PostgreSQL.key; a connection's reply limits are set when it opens, so they part pools too
+        self.key = ("redis", server, self.db, self.user, self._password, max_reply_size, max_reply_items)
         self.url = f"redis://{server}/{self.db}"
         self.pool_size = pool_size
         self.idle_timeout = idle_timeout
         self.decode_responses = decode_responses
 
     def _connector(self):
-        args = (self.host, self.port, self.user, self._password, self.db)
+        args = (self.host, self.port, self.user, self._password, self.db, self.max_reply_size,
+                self.max_reply_items)
         return lambda: open_connection(*args)
 
     async def execute(self, *args: Any, meta: dict | None = None, timeout: float | None = None) -> DBResponse:

@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-MAX_BULK = 512 * 1024 * 1024  # Redis' own proto-max-bulk-len default
+# One reply may hold at most this many bytes on the wire (Redis' own proto-max-bulk-len default,
+# so any single value Redis accepts can still be read back) ...
+DEFAULT_MAX_REPLY_SIZE = 512 * 1024 * 1024
+# ... and at most this many array elements, nested arrays included: a reply of tiny items costs
+# far more memory as Python objects than on the wire (16 Mi small ints: a 128 MiB list).
+DEFAULT_MAX_REPLY_ITEMS = 16 * 1024 * 1024
+MAX_BULK = DEFAULT_MAX_REPLY_SIZE  # the old name of the limit on one bulk string
 MAX_ARRAY = 2 ** 31 - 1
 MAX_LINE = 64 * 1024  # a header line longer than this is not RESP
 MAX_DEPTH = 64  # arrays inside arrays; Redis' own replies nest a few levels
@@ -17,6 +23,11 @@ MAX_DEPTH = 64  # arrays inside arrays; Redis' own replies nest a few levels
 
 class ProtocolError(Exception):
     """The bytes from the server are not RESP2."""
+
+
+class ReplyTooLarge(ProtocolError):
+    """A reply over the reader's ``max_size`` bytes or ``max_items`` elements: the connection
+    must be dropped, since the rest of the reply is still on its way."""
 
 
 class ReplyError(Exception):
@@ -66,16 +77,28 @@ class RespReader:
     It resumes where the last ``feed`` ran out instead of parsing a reply again from its start:
     a 300 000-item array arriving in 64 KiB reads would otherwise be parsed about 20 times over.
     Nested arrays are kept on an explicit stack (no recursion), at most ``MAX_DEPTH`` deep.
+
+    One reply may take ``max_size`` bytes and declare ``max_items`` array elements; past either,
+    ``get()`` raises ``ReplyTooLarge``. A header that alone is over a limit (``$<n>`` with n above
+    ``max_size``, array lengths adding up past ``max_items``) is refused as soon as it is read;
+    an array of many items fails once the bytes received for it pass ``max_size`` (checked each
+    time the buffer runs out and when the reply is complete, so small replies pay nothing).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_size: int = DEFAULT_MAX_REPLY_SIZE, max_items: int = DEFAULT_MAX_REPLY_ITEMS) -> None:
+        self.max_size = max_size
+        self.max_items = max_items
         self._buf = bytearray()
         self._pos = 0
+        self._dropped = 0  # bytes deleted from the front of _buf so far: _dropped + pos is a stream offset
         self._stack: list[list] = []  # [items so far, items still expected] per open array
+        self._origin = 0  # stream offset where the array reply being read began
+        self._items = 0  # elements its array headers have declared so far
 
     def feed(self, data: bytes) -> None:
         if self._pos and (self._pos == len(self._buf) or self._pos > 65536):
             del self._buf[:self._pos]  # bytes already parsed are never looked at again
+            self._dropped += self._pos
             self._pos = 0
         self._buf += data
 
@@ -85,20 +108,33 @@ class RespReader:
             return NOT_READY              # the usual second call after a reply: no exception raised
         stack = self._stack
         while True:
+            pos = self._pos
             try:
-                is_array, value, self._pos = self._item(self._pos)
+                is_array, value, self._pos = self._item(pos)
             except _Incomplete:
+                # the bytes of the unfinished reply received so far
+                if len(self._buf) - (self._origin - self._dropped if stack else pos) > self.max_size:
+                    raise self._too_large(f"more than {self.max_size} bytes", "max_reply_size") from None
                 return NOT_READY
             if not is_array:
                 if not stack:
                     return value          # the usual reply: one value, no array open
             elif value:
-                if len(stack) >= MAX_DEPTH:
-                    raise ProtocolError(f"arrays nested more than {MAX_DEPTH} deep")
+                if stack:
+                    if len(stack) >= MAX_DEPTH:
+                        raise ProtocolError(f"arrays nested more than {MAX_DEPTH} deep")
+                    self._items += value
+                else:
+                    self._origin = self._dropped + pos
+                    self._items = value
+                if self._items > self.max_items:
+                    raise self._too_large(f"more than {self.max_items} array elements", "max_reply_items")
                 stack.append([[], value])
                 continue
             else:
                 value = []
+                if not stack:
+                    return value
             while stack:  # a complete value: hand it to the arrays it closes
                 top = stack[-1]
                 top[0].append(value)
@@ -107,8 +143,14 @@ class RespReader:
                     break
                 stack.pop()
                 value = top[0]
-            else:
+            else:  # an array reply is complete
+                if self._dropped + self._pos - self._origin > self.max_size:
+                    raise self._too_large(f"more than {self.max_size} bytes", "max_reply_size")
                 return value
+
+    @staticmethod
+    def _too_large(what: str, option: str) -> ReplyTooLarge:
+        return ReplyTooLarge(f"the Redis reply exceeded the limit: {what} ({option})")
 
     def _line(self, pos: int) -> tuple[bytes, int]:
         end = self._buf.find(b"\r\n", pos)
@@ -131,8 +173,8 @@ class RespReader:
                 if n != -1:
                     raise ProtocolError(f"bulk string length {n}: only -1 (nil) may be negative")
                 return False, None, pos
-            if n > MAX_BULK:
-                raise ProtocolError(f"bulk string of {n} bytes is over the {MAX_BULK} limit")
+            if n > self.max_size:
+                raise self._too_large(f"a bulk string of {n} bytes, over {self.max_size}", "max_reply_size")
             end = pos + n
             if len(buf) < end + 2:
                 raise _INCOMPLETE

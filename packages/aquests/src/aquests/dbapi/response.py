@@ -37,6 +37,11 @@ class Row:
         except KeyError:
             raise AttributeError(f"row has no column {name!r} (columns: {list(self._index)})") from None
 
+    def __reduce__(self) -> tuple:
+        # pickle and copy rebuild a row through __init__ (the result cache pickles results); the
+        # rows of one result keep sharing one index
+        return Row, (self._values, self._index)
+
     def __getitem__(self, key: int | slice | str) -> Any:
         if isinstance(key, str):
             try:

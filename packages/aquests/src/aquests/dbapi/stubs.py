@@ -16,7 +16,7 @@ from .. import queue
 from .args import check_params
 from .pool import close_all
 from .redis import command_name
-from .resp import encode_command
+from .resp import DEFAULT_MAX_REPLY_ITEMS, DEFAULT_MAX_REPLY_SIZE, encode_command
 
 queue.on_finish(close_all)  # fetchall()'s loop closes its DB pools before it ends
 
@@ -153,13 +153,16 @@ pg = postgresql
 
 def redis(server: str, dbname: Any = None, auth: Any = None, callback: Any = None,
           meta: dict | None = None, *, timeout: float | None = None, pool_size: int | None = None,
-          decode_responses: bool = False) -> RedisStub:
+          decode_responses: bool = False, max_reply_size: int = DEFAULT_MAX_REPLY_SIZE,
+          max_reply_items: int = DEFAULT_MAX_REPLY_ITEMS) -> RedisStub:
     """Redis stub (AQ-09): ``server`` is ``"host:port"`` (6379), ``dbname`` the database number,
-    ``auth`` a password or ``(user, password)``; attributes are commands."""
+    ``auth`` a password or ``(user, password)``; attributes are commands. One reply may take
+    ``max_reply_size`` bytes and ``max_reply_items`` array elements (see :mod:`aquests.dbapi.redis`)."""
     from .pool import DEFAULT_MAXSIZE
     from .redis import Redis
     db = Redis(server, dbname, auth, timeout=_timeout(timeout), pool_size=pool_size or DEFAULT_MAXSIZE,
-               decode_responses=decode_responses)
+               decode_responses=decode_responses, max_reply_size=max_reply_size,
+               max_reply_items=max_reply_items)
     return RedisStub(db, callback, meta)
 
 

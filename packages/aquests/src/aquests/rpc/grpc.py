@@ -101,14 +101,15 @@ class GrpcCall:
     (whole calls need them for ``content``; a long stream must not grow a buffer without end).
     """
 
-    def __init__(self, st: H2Stream, method, u: URL, max_message_size: int = MAX_MESSAGE_SIZE,
+    def __init__(self, st: H2Stream, method, u: URL, max_message_size: int | None = None,
                  deadline: float | None = None, keep_raw: bool = False) -> None:
         self.st = st
         self.method = method
         self.url = u
         self.in_cls = message_class(method.input_type)
         self.out_cls = message_class(method.output_type)
-        self.max_message_size = max_message_size
+        # read at call time: setting ``aquests.rpc.grpc.MAX_MESSAGE_SIZE`` (the documented knob) takes effect
+        self.max_message_size = MAX_MESSAGE_SIZE if max_message_size is None else max_message_size
         self.deadline = deadline
         self.keep_raw = keep_raw
         self._buf = bytearray()

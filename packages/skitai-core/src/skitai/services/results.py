@@ -70,6 +70,8 @@ class Result:
         return cls(Response.failed(codes.TIMEOUT, reason, url=url), TIMEOUT, node=node, ident=ident, cache=cache)
 
     def __getattr__(self, name: str) -> Any:
+        if name[:2] == "__":      # pickle and copy ask for hooks before any slot is set (the result cache)
+            raise AttributeError(name)
         return getattr(self.response, name)
 
     def __repr__(self) -> str:
