@@ -43,7 +43,7 @@ def configure(workers: int = 1, logger: Any = None, callback: Any = None, timeou
 
     ``options`` go to the HTTP client: ``verify``, ``cert``, ``proxy``, ``http2`` (h2c prior
     knowledge for http://), ``headers``, ``max_header_size``, ``max_body_size``,
-    ``max_per_origin``, ``idle_timeout``, ``max_redirects``. ``loop_factory`` builds the loop
+    ``max_per_origin``, ``idle_timeout``, ``max_redirects``, ``decompress``. ``loop_factory`` builds the loop
     fetchall() runs on (None: uvloop's when installed, else the stdlib's).
     """
     probe = dict(options)

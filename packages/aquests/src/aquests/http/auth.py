@@ -10,6 +10,17 @@ from urllib.request import parse_http_list, parse_keqv_list
 _HASHES = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256, "SHA-512-256": None}
 
 
+def _no_breaks(what: str, value: str) -> str:
+    if any(c in value for c in "\r\n\x00"):
+        raise ValueError(f"auth {what} may not contain CR/LF/NUL")
+    return value
+
+
+def _quoted(value: str) -> str:
+    """An RFC 9110 quoted-string: a '"' or '\\' in a user name or a server's realm cannot end it early."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 class Auth:
     """Normalised ``auth=`` argument.
 
@@ -26,9 +37,9 @@ class Auth:
         if isinstance(spec, str):
             if not spec:
                 raise ValueError("auth token is empty")
-            self.bearer = spec
+            self.bearer = _no_breaks("token", spec)
         elif isinstance(spec, (tuple, list)) and len(spec) in (2, 3):
-            self.user, self.password = str(spec[0]), str(spec[1])
+            self.user, self.password = _no_breaks("user", str(spec[0])), str(spec[1])
             if len(spec) == 3:
                 if str(spec[2]).lower() not in ("basic", "digest"):
                     raise ValueError(f"auth scheme must be 'basic' or 'digest', got {spec[2]!r}")
@@ -72,8 +83,8 @@ def digest_header(auth: Auth, challenge: dict[str, str], method: str, uri: str, 
     ha2 = H(f"{method}:{uri}")
     qops = [q.strip() for q in challenge.get("qop", "").split(",") if q.strip()]
     ncs = f"{nc:08x}"
-    parts = [f'username="{auth.user}"', f'realm="{realm}"', f'nonce="{nonce}"', f'uri="{uri}"',
-             f"algorithm={algorithm}"]
+    parts = [f"username={_quoted(auth.user)}", f"realm={_quoted(realm)}", f"nonce={_quoted(nonce)}",
+             f"uri={_quoted(uri)}", f"algorithm={algorithm}"]
     if "auth" in qops:
         parts.append(f'response="{H(f"{ha1}:{nonce}:{ncs}:{cnonce}:auth:{ha2}")}"')
         parts += ["qop=auth", f"nc={ncs}", f'cnonce="{cnonce}"']
@@ -82,5 +93,5 @@ def digest_header(auth: Auth, challenge: dict[str, str], method: str, uri: str, 
     else:
         raise ValueError(f"unsupported Digest qop {challenge.get('qop')!r}")
     if "opaque" in challenge:
-        parts.append(f'opaque="{challenge["opaque"]}"')
+        parts.append(f"opaque={_quoted(challenge['opaque'])}")
     return "Digest " + ", ".join(parts)

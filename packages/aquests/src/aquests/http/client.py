@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json as _json
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -14,7 +15,7 @@ from urllib.parse import urlencode
 
 from .. import codes
 from ..response import Headers, Response
-from . import exchange_h1, exchange_h2, multipart, redirects, tls
+from . import decoding, exchange_h1, exchange_h2, multipart, redirects, tls
 from . import url as urlmod
 from .auth import Auth, digest_header, parse_challenge
 from .body import Body, make_body
@@ -32,11 +33,21 @@ _EMPTY = Body(b"")
 # methods whose request is sent again on a fresh connection when a kept-alive one dies before the
 # answer (RFC 9112 9.3.1): a server may have acted on any other request before dropping the connection
 IDEMPOTENT = frozenset(("GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"))
+# a header name is an RFC 9110 token; a value has no CR, LF or NUL (they would end or split the line)
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_BAD_VALUE = re.compile(r"[\r\n\x00]")
+INLINE_DECODE = 4096  # compressed bodies above this many bytes are decoded in a worker thread
 
 
 def _check_header(name: str, value: str) -> None:
-    if any(c in name for c in "\r\n:") or "\r" in value or "\n" in value:
-        raise ValueError(f"invalid header {name!r}: names and values may not contain CR/LF")
+    if not isinstance(name, str) or not _TOKEN.match(name):
+        raise ValueError(f"invalid header name {name!r}: names are tokens (no CR/LF, ':', spaces)")
+    if _BAD_VALUE.search(value):
+        raise ValueError(f"invalid header {name!r}: values may not contain CR/LF/NUL")
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError(f"invalid header {name!r}: the value is not latin-1 (encode it first)") from None
 
 
 class Client:
@@ -52,7 +63,7 @@ class Client:
                  max_header_size: int = MAX_HEADER_SIZE, max_body_size: int = MAX_BODY_SIZE,
                  cookie: bool = False, proxy: str | None = None, headers: Mapping[str, str] | None = None,
                  pools: PoolManager | None = None, max_per_origin: int = MAX_PER_ORIGIN,
-                 idle_timeout: float = IDLE_TIMEOUT) -> None:
+                 idle_timeout: float = IDLE_TIMEOUT, decompress: bool = True) -> None:
         if timeout is None or timeout <= 0:
             raise ValueError(f"timeout must be > 0 seconds, got {timeout!r}")
         if http2_streams < 1:
@@ -71,6 +82,7 @@ class Client:
         self.max_redirects = max_redirects
         self.max_header_size = max_header_size
         self.max_body_size = max_body_size
+        self.decompress = decompress
         self.jar = Jar() if cookie else None
         self.proxy = Proxy(proxy) if proxy else None
         self.headers = self._norm_headers(headers)
@@ -159,11 +171,20 @@ class Client:
         if tmo <= 0:
             raise ValueError(f"timeout must be > 0 seconds, got {tmo!r}")
         h2c = self.http2 if http2 is None else http2
+        # the timeout bounds the whole call: every redirect hop, the Digest retry and a retry on a
+        # fresh connection share it (a streamed body is then bound per read, by ``tmo``)
+        deadline = time.monotonic() + tmo
+        decode = self.decompress and not stream
         history: list[Response] = []
         challenged = False
         origin = u.origin
         while True:
-            resp = await self._exchange(method, u, hdrs, body, px, tmo, stream, h2c)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                resp = Response.failed(codes.TIMEOUT, "no answer within the timeout", url=u.full, method=method,
+                                       error=TimeoutError())
+                break
+            resp = await self._exchange(method, u, hdrs, body, px, tmo, left, stream, h2c, decode)
             if self.jar is not None and not codes.is_failure(resp.status_code):
                 self.jar.store(u, resp.headers)
             status = resp.status_code
@@ -173,19 +194,24 @@ class Client:
                                            f"more than {self.max_redirects} redirects", url=u.full,
                                            method=method)
                     break
+                new_method, keep = redirects.next_method(status, method)
+                if keep and not body.replayable:
+                    break  # a streamed body is used up: the 3xx is the answer (the caller may send again)
                 await _discard(resp)
                 history.append(resp)
                 try:
-                    u = urlmod.join(u, resp.headers["location"])
+                    u = urlmod.join(u, redirects.location(resp.headers))
                 except ValueError as exc:
                     resp = Response.failed(codes.REQUEST_FAILED, f"bad redirect: {exc}", url=u.full,
                                            method=method)
                     break
-                method, keep = redirects.next_method(status, method)
+                method = new_method
                 if not keep:
-                    body = Body(b"")
-                    hdrs.pop("content-type", None)
-                hdrs = redirects.strip_on_cross_origin(hdrs, u.origin == origin)
+                    body = _EMPTY
+                    hdrs = redirects.strip_body_headers(hdrs)
+                if u.origin != origin:
+                    hdrs = redirects.strip_on_cross_origin(hdrs)
+                    a = None  # nor is a Digest answer computed for another origin
                 continue
             if status == 401 and a is not None and a.bearer is None and not challenged:
                 scheme, chal = _pick_digest(resp.headers)
@@ -200,42 +226,64 @@ class Client:
                     history.append(resp)
                     continue
             break
+        if decode and resp.content and "content-encoding" in resp.headers and not codes.is_failure(resp.status_code):
+            resp = await self._decoded(resp)
         resp.history = history
         resp.elapsed = time.perf_counter() - t0
         if meta is not None:
             resp.meta = meta
         return resp
 
+    async def _decoded(self, resp: Response) -> Response:
+        """``resp`` with its Content-Encoding undone, or a 735 when the body is corrupt or too big."""
+        raw, coding = resp.content, resp.headers["content-encoding"]
+        try:
+            if len(raw) > INLINE_DECODE:  # a big inflate would hold up the loop
+                resp.content = await asyncio.to_thread(decoding.decode, raw, coding, self.max_body_size)
+            else:
+                resp.content = decoding.decode(raw, coding, self.max_body_size)
+        except ProtocolError as exc:
+            return Response.failed(codes.PROTOCOL_ERROR, str(exc), url=resp.url, method=resp.method, error=exc)
+        return resp
+
     async def _exchange(self, method: str, u: urlmod.URL, hdrs: dict[str, str], body: Body,
-                        px: Proxy | None, tmo: float, stream: bool, h2c: bool) -> Response:
+                        px: Proxy | None, tmo: float, left: float, stream: bool, h2c: bool,
+                        decode: bool) -> Response:
+        """One request on a pooled connection within ``left`` seconds (``tmo``: per read of a stream)."""
         if self.jar is not None:
             cookie = self.jar.cookie_header(u)
             if cookie:
                 hdrs = {**hdrs, "cookie": cookie}
         pool, may_h2 = self._pool_for(u, px, h2c)
+        end = time.monotonic() + left
         for attempt in (0, 1):
             conn = None
             reused = False
+            if attempt:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return Response.failed(codes.TIMEOUT, "no answer within the timeout", url=u.full,
+                                           method=method, error=TimeoutError())
             try:
                 if body.data is not None and (conn := pool.take_idle()) is not None:
                     # fast path: a kept-alive connection and a body in memory; the pool's
                     # coarse deadline timer stands in for a per-request timer
                     reused = True
                     deadlines = self.pools.deadlines
-                    deadlines.add(conn, tmo)
+                    deadlines.add(conn, left)
                     try:
                         return await exchange_h1.exchange(conn, pool, method, u, hdrs, body, stream, px, tmo,
-                                                         self._heads)
+                                                         self._heads, decode)
                     finally:
                         deadlines.discard(conn)
-                async with asyncio.timeout(tmo):
+                async with asyncio.timeout(left):
                     conn = await pool.acquire(may_h2)
                     if conn.http2:
                         return await exchange_h2.exchange(conn, pool, method, u, hdrs, body, stream, tmo,
-                                                         self.max_body_size)
+                                                         self.max_body_size, decode)
                     reused = conn.served > 0
                     return await exchange_h1.exchange(conn, pool, method, u, hdrs, body, stream, px, tmo,
-                                                         self._heads)
+                                                         self._heads, decode)
             except Exception as exc:  # noqa: BLE001 - every failure becomes a Response
                 stale = (attempt == 0 and conn is not None and not conn.http2 and reused
                          and isinstance(exc, (ConnectionClosed, ConnectionResetError, BrokenPipeError))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import http.cookiejar
+import ipaddress
 
 from ..response import Headers
 from .url import URL
@@ -62,11 +63,50 @@ class _Resp:
         return self._m
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class Policy(http.cookiejar.DefaultCookiePolicy):
+    """The stdlib rules plus two of RFC 6265bis that it lacks.
+
+    - A ``Secure`` cookie is only taken from an https answer: a plain-http server (or anyone on
+      its path) cannot plant one that the https site would then receive.
+    - A host that is an IP address only gets cookies set for exactly that address: the stdlib
+      would take ``Domain=.0.0.1`` from 127.0.0.1 and send it on to 10.0.0.1.
+    """
+
+    def set_ok(self, cookie: http.cookiejar.Cookie, request) -> bool:  # type: ignore[override]
+        if cookie.secure and request.type != "https":
+            return False
+        if not self._ip_ok(cookie, request):
+            return False
+        return super().set_ok(cookie, request)
+
+    def return_ok(self, cookie: http.cookiejar.Cookie, request) -> bool:  # type: ignore[override]
+        return self._ip_ok(cookie, request) and super().return_ok(cookie, request)
+
+    def domain_return_ok(self, domain: str, request) -> bool:  # type: ignore[override]
+        host = request.u.host
+        if _is_ip(host) and domain.lstrip(".") != host:
+            return False
+        return super().domain_return_ok(domain, request)
+
+    @staticmethod
+    def _ip_ok(cookie: http.cookiejar.Cookie, request) -> bool:
+        host = request.u.host
+        return not _is_ip(host) or cookie.domain.lstrip(".") == host
+
+
 class Jar:
     """Cookies shared by every request of a client (the spec's "localstorage")."""
 
     def __init__(self) -> None:
-        self.jar = http.cookiejar.CookieJar()
+        self.jar = http.cookiejar.CookieJar(Policy())
 
     def cookie_header(self, u: URL) -> str | None:
         req = _Req(u, {})

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from ..response import Headers, Response
 from .body import Body
+from .decoding import ACCEPT
 from .h1 import H1Connection
 from .pool import OriginPool
 from .proxy import Proxy
@@ -14,17 +15,22 @@ HEAD_CACHE = 256  # request heads kept per client for repeated plain requests
 
 
 async def exchange(conn: H1Connection, pool: OriginPool, method: str, u: URL, hdrs: dict[str, str],
-                   body: Body, stream: bool, px: Proxy | None, tmo: float, heads: dict) -> Response:
-    """Send the request, read the response (or its head, when ``stream``), release the connection."""
+                   body: Body, stream: bool, px: Proxy | None, tmo: float, heads: dict,
+                   decode: bool = False) -> Response:
+    """Send the request, read the response (or its head, when ``stream``), release the connection.
+
+    ``decode``: the caller will undo gzip/deflate, so they are asked for (unless ``hdrs`` says otherwise).
+    """
     n = body.length
     plain = not hdrs and px is None
-    head = heads.get((method, u, n)) if plain else None
+    key = (method, u, n, decode)
+    head = heads.get(key) if plain else None
     if head is None:
-        head = request_head(method, u, hdrs, n, px)
+        head = request_head(method, u, hdrs, n, px, decode)
         if plain:
             if len(heads) >= HEAD_CACHE:
                 heads.clear()
-            heads[(method, u, n)] = head
+            heads[key] = head
     # A streamed body may end in the same read as its head: the connection must not go back to the
     # pool (where another request would reset it) before this response is built from it.
     conn.on_idle = None
@@ -49,12 +55,15 @@ async def exchange(conn: H1Connection, pool: OriginPool, method: str, u: URL, hd
     return resp
 
 
-def request_head(method: str, u: URL, hdrs: dict[str, str], n: int | None, px: Proxy | None) -> bytes:
+def request_head(method: str, u: URL, hdrs: dict[str, str], n: int | None, px: Proxy | None,
+                 decode: bool = False) -> bytes:
     """The request line and headers; absolute-URI form through an HTTP proxy."""
     target = u.full if (px is not None and u.scheme == "http") else u.target
     lines = [f"{method} {target} HTTP/1.1\r\nhost: {hdrs.get('host') or u.authority}\r\n"]
     if "user-agent" not in hdrs:
         lines.append(f"user-agent: {USER_AGENT}\r\n")
+    if decode and "accept-encoding" not in hdrs:
+        lines.append(f"accept-encoding: {ACCEPT}\r\n")
     for k, v in hdrs.items():
         if k not in _FRAMING:
             lines.append(f"{k}: {v}\r\n")

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from ..response import Headers, Response
 from .body import Body, BodyStream
+from .decoding import ACCEPT
 from .errors import ConnectionClosed, ProtocolError
 from .exchange_h1 import USER_AGENT
 from .h2 import H2Connection
@@ -17,12 +18,15 @@ _SKIP = frozenset((b"connection", b"host", b"keep-alive", b"transfer-encoding", 
                    b"proxy-connection", b"content-length"))
 
 
-def request_headers(method: str, u: URL, hdrs: Mapping[str, str], length: int | None) -> list[tuple[bytes, bytes]]:
+def request_headers(method: str, u: URL, hdrs: Mapping[str, str], length: int | None,
+                    decode: bool = False) -> list[tuple[bytes, bytes]]:
     authority = hdrs.get("host") or u.authority
     out = [(b":method", method.encode()), (b":scheme", u.scheme.encode()),
            (b":authority", authority.encode()), (b":path", u.target.encode())]
     if "user-agent" not in hdrs:
         out.append((b"user-agent", USER_AGENT.encode()))
+    if decode and "accept-encoding" not in hdrs:
+        out.append((b"accept-encoding", ACCEPT.encode()))
     for k, v in hdrs.items():
         kb = k.encode("latin-1")
         if kb not in _SKIP:
@@ -65,11 +69,11 @@ async def read_limited(stream: BodyStream, limit: int) -> bytes:
 
 
 async def exchange(conn: H2Connection, pool: OriginPool, method: str, u: URL, hdrs: dict[str, str],
-                   body: Body, stream: bool, tmo: float, max_body_size: int) -> Response:
+                   body: Body, stream: bool, tmo: float, max_body_size: int, decode: bool = False) -> Response:
     """Open a stream, send the body with flow control, read the response and its trailers."""
     has_body = body.data is None or bool(body.data)
     try:
-        st = conn.open_stream(request_headers(method, u, hdrs, body.length), not has_body)
+        st = conn.open_stream(request_headers(method, u, hdrs, body.length, decode), not has_body)
     except BaseException:
         pool.release(conn)
         raise

@@ -12,6 +12,8 @@ from .errors import ConnectionClosed, ProtocolError
 MAX_HEADER_SIZE = 64 * 1024          # bytes of response header lines (names, values, ": " and CRLF)
 HEAD_SLACK = 4096                    # room for the status line on top of MAX_HEADER_SIZE
 MAX_BODY_SIZE = 256 * 1024 * 1024    # bytes of a buffered (non-streamed) response body
+MAX_HEADER_COUNT = 256               # header lines in one response head (read at call time)
+_MAGIC = b"HTTP/"                    # what a response must start with (httptools also takes RTSP/ and ICE/)
 
 
 class H1Connection(asyncio.Protocol):
@@ -54,6 +56,7 @@ class H1Connection(asyncio.Protocol):
         self.keep_alive = False
         self.until_close = False
         self._has_length = False
+        self._magic = 0                # bytes of "HTTP/" checked at the start of the answer
 
     # -- asyncio.Protocol -----------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -79,6 +82,12 @@ class H1Connection(asyncio.Protocol):
         if self.complete or (self.waiter is None and self.stream is None):
             self.close()  # bytes nobody asked for: this connection cannot be trusted
             return
+        if self._magic < 5:
+            got = data[:5 - self._magic]
+            if got != _MAGIC[self._magic:self._magic + len(got)]:
+                self._fail(ProtocolError(f"not an HTTP/1.x response: {bytes(data[:20])!r}"))
+                return
+            self._magic += len(got)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError:
@@ -120,6 +129,9 @@ class H1Connection(asyncio.Protocol):
             self._cb_exc = self._too_large()
             raise self._cb_exc
         self.headers.append((name, value))
+        if len(self.headers) > MAX_HEADER_COUNT:
+            self._cb_exc = ProtocolError(f"more than {MAX_HEADER_COUNT} response header lines")
+            raise self._cb_exc
 
     def _too_large(self) -> ProtocolError:
         return ProtocolError(f"response headers exceed the {self.max_header_size}-byte limit")
@@ -135,18 +147,39 @@ class H1Connection(asyncio.Protocol):
             # RFC 9110 15: 100-599 only; 7xx would also read as one of our own failure codes
             self._cb_exc = ProtocolError(f"invalid status code {status}")
             raise self._cb_exc
+        if not self.parser.get_http_version().startswith("1."):
+            self._cb_exc = ProtocolError(f"HTTP/{self.parser.get_http_version()} response on an HTTP/1.1 connection")
+            raise self._cb_exc
         self.status = status
         self.headers_done = True
         self.keep_alive = self.parser.should_keep_alive()
         if self.head_only or status in (204, 304):
+            # no body, whatever the headers say: a byte after this head spoils the connection (on_body)
             self._fresh_parser = True
             self.on_message_complete()
             return
+        length = None
+        te: list[bytes] = []
         for name, value in self.headers:
             n = name.lower()
-            if n == b"content-length" or (n == b"transfer-encoding" and b"chunked" in value.lower()):
-                self._has_length = True
-                break
+            if n == b"content-length":
+                length = value
+            elif n == b"transfer-encoding":
+                te += [c for c in (c.strip().lower() for c in value.split(b",")) if c and c != b"identity"]
+        if te:
+            if te != [b"chunked"]:
+                # gzip/compress/... as a transfer coding is not ours to undo: handing out the coded
+                # bytes as the body would be a silent corruption
+                self._cb_exc = ProtocolError(f"unsupported Transfer-Encoding {b', '.join(te).decode('latin-1')!r}")
+                raise self._cb_exc
+            self._has_length = True
+        elif length is not None:
+            self._has_length = True
+            n = int(length) if length.strip().isdigit() else 0  # httptools has checked it
+            if not self.want_stream and n > self.max_body_size:
+                # no need to read (or wait for) a body we are going to refuse
+                self._cb_exc = self._body_too_large(f"Content-Length {n}")
+                raise self._cb_exc
         if not self._has_length:
             self.until_close = True
             self.keep_alive = False
@@ -158,15 +191,22 @@ class H1Connection(asyncio.Protocol):
                 w.set_result(None)
 
     def on_body(self, body: bytes) -> None:
+        if self.complete:
+            # a body after a head that has none (HEAD, 204, 304): not part of the answer, and the
+            # connection no longer knows where the next answer starts
+            self._cb_exc = ProtocolError("body bytes in a response that has no body")
+            raise self._cb_exc
         self.bsize += len(body)
         if self.stream is not None:
             self.stream.feed(body)
         else:
             if self.bsize > self.max_body_size:
-                self._cb_exc = ProtocolError(
-                    f"response body exceeds the {self.max_body_size}-byte limit (use stream=True)")
+                self._cb_exc = self._body_too_large("response body")
                 raise self._cb_exc
             self.body.append(body)
+
+    def _body_too_large(self, what: str) -> ProtocolError:
+        return ProtocolError(f"{what} exceeds the {self.max_body_size}-byte limit (use stream=True)")
 
     def on_message_complete(self) -> None:
         if not self.headers_done or self.complete:
