@@ -52,6 +52,14 @@ class Limits:
     # keep-alive connection costs tens of KB (a TLS one more): the cap keeps a flood of idle connections
     # to a few hundred MB and under common descriptor limits, far above what one loop serves actively.
     max_connections: int = 10000
+    # The WSGI worker pool (threads > 0). Requests waiting for a free thread, at most (running ones not
+    # counted; 0: no bound): past it a request is answered 503 with Retry-After at once. 1024 keeps one
+    # request per connection of a 1000-connection load test queued, and is already ~25 s of waiting for an
+    # app taking 100 ms on 4 threads: beyond that clients time out anyway.
+    max_queued_requests: int = 1024
+    # Every worker thread busy with the same request for this many seconds (a deadlock, an app that never
+    # returns): one error in the log naming the requests and where their threads are (0: no watchdog).
+    stall_warning: float = 60.0
     # HTTP/2
     h2_max_concurrent_streams: int = 100
     h2_max_header_list_size: int = 64 * 1024
@@ -72,6 +80,8 @@ class Limits:
     ws_origins: tuple[str, ...] = ()          # allowed Origin values ("https://a.example"); () allows any
     ws_max_queue: int = 64                    # messages waiting for a busy handler before reading pauses
     ws_direct_writes: bool = True             # worker threads write replies to the socket (plain TCP, when idle)
+    # WS_DEDICATE connections open at once (one thread each; 0: no cap): past it the handshake is 503
+    ws_max_dedicated: int = 256
 
 
 @dataclass

@@ -16,6 +16,7 @@ the server's, and an app that copies them from elsewhere still gets its answer o
 """
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -34,6 +35,14 @@ _SPECIAL = _FRAMING | HOP_BY_HOP
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")     # tchar (RFC 9110 5.6.2)
 FIELD_NAMES: dict[str, str] = {}    # response header names already checked -> lower case (shared, bounded)
 _HTML = [("Content-Type", "text/html; charset=utf-8")]
+app_log = logging.getLogger("skitai.app")
+
+
+def length_mismatch(ex, declared: int, actual: str) -> None:
+    """A handler's Content-Length that its body does not match (an app bug: logged, never framed wrong)."""
+    req = ex.request
+    app_log.error("%s %s: the answer declared Content-Length %d but %s", req.method, req.target, declared,
+                  actual)
 
 
 class BaseExchange:
@@ -153,6 +162,10 @@ def header_block(headers: list[tuple[str, str]],
     names = FIELD_NAMES
     for name, value in headers:
         lname = names.get(name) or field_name(name)
+        if type(value) is not str and not isinstance(value, str):
+            # PEP 3333: str values. b"v" would go out as "b'v'", 5 as "5" on HTTP/1.1 but be refused on
+            # HTTP/2: refused on both (only when the header list is rendered, not per cached answer)
+            raise HeaderError(f"the value of header {name!r} is {type(value).__name__}, not str")
         if lname in _SPECIAL:
             if lname in HOP_BY_HOP:
                 if switching and lname == "upgrade":
@@ -187,19 +200,20 @@ _blocks: dict = {}
 _wholes: dict = {}
 
 
-def whole_parts(status: int, reason: str | None, headers: list[tuple[str, str]]) -> tuple[bytes, bytes] | None:
-    """``(status line, header block)`` of a whole answer to which HTTP/1.1 adds only ``Content-Length``
-    (and the date), cached per distinct ``(status, reason, headers)``; None when the answer needs more
-    (no body allowed, the handler's own ``Connection``). Raises like ``header_block``/``status_line``, and
-    TypeError for unhashable header items."""
+def whole_parts(status: int, reason: str | None,
+                headers: list[tuple[str, str]]) -> tuple[bytes, bytes, int] | None:
+    """``(status line, header block, handler's Content-Length or -1)`` of a whole answer to which HTTP/1.1
+    adds only ``Content-Length`` (the body's own) and the date, cached per distinct ``(status, reason,
+    headers)``; None when the answer needs more (no body allowed, the handler's own ``Connection``). Raises
+    like ``header_block``/``status_line``, and TypeError for unhashable header items."""
     key = (status, reason, tuple(headers))
     parts = _wholes.get(key, 0)
     if parts == 0:
-        block, _, close, conn = header_block(headers)
+        block, app_len, close, conn = header_block(headers)
         line = status_line(status, reason)
         parts = None
         if not close and conn is None and 200 <= status and status != 204 and status != 304:
-            parts = (line, block)
+            parts = (line, block, -1 if app_len is None else int(app_len))
         if len(_wholes) >= 512:
             _wholes.clear()
         _wholes[key] = parts
@@ -216,7 +230,7 @@ def _encode(text: str) -> bytes:
 class H1Exchange(BaseExchange):
     """An HTTP/1.0 or 1.1 exchange on an ``H1Protocol`` connection."""
 
-    __slots__ = ("proto", "keep", "head_only", "mode", "remaining", "_head")
+    __slots__ = ("proto", "keep", "head_only", "mode", "remaining", "declared", "_head")
 
     def __init__(self, proto, request) -> None:
         self.request = request
@@ -234,6 +248,7 @@ class H1Exchange(BaseExchange):
         self.head_only = request.method == "HEAD"
         self.mode = NO_BODY
         self.remaining = 0
+        self.declared = 0                    # the body length announced (FIXED)
         self._head: bytes | None = None      # a streamed head waiting to go out with the first bytes
 
     # ---- heads -----------------------------------------------------------------------------------
@@ -258,9 +273,11 @@ class H1Exchange(BaseExchange):
                 block += b"Content-Length: %s\r\n" % app_len.encode()
             else:
                 block += b"Content-Length: %d\r\n" % length
+                if app_len is not None and int(app_len) != length:
+                    length_mismatch(self, int(app_len), f"its body has {length} bytes: sent with that length")
         elif app_len is not None:
             mode = FIXED
-            self.remaining = int(app_len)
+            self.remaining = self.declared = int(app_len)
             block += b"Content-Length: %s\r\n" % app_len.encode()
         elif self.request.version == "1.1":
             mode = CHUNKED
@@ -306,6 +323,8 @@ class H1Exchange(BaseExchange):
             head = parts[0] + clock.SERVER_DATE + parts[1] + b"Content-Length: %d\r\n\r\n" % len(body)
             self.status = status
             self.mode = FIXED
+            if parts[2] >= 0 and parts[2] != len(body):
+                length_mismatch(self, parts[2], f"its body has {len(body)} bytes: sent with that length")
         else:
             head = self._render(status, headers, reason, len(body))
         self.state = DONE
@@ -359,8 +378,11 @@ class H1Exchange(BaseExchange):
         else:
             if mode == FIXED:
                 if len(data) > self.remaining:
+                    self._overflow(len(data))
                     data = data[:self.remaining]
-                    self.keep = False
+                    if not data:
+                        self._flush_head()
+                        return
                 self.remaining -= len(data)
             parts = [data]
         if head is not None:
@@ -371,12 +393,26 @@ class H1Exchange(BaseExchange):
         self.bytes_out += n
         self.proto.transport.writelines(parts) if len(parts) > 1 else self.proto.transport.write(parts[0])
 
+    def _overflow(self, size: int) -> None:
+        """More body than the Content-Length given: what fits is sent, the rest dropped, the connection is
+        closed after the answer, and nothing more of this body goes out."""
+        length_mismatch(self, self.declared, f"its body goes on ({size} bytes more offered with "
+                        f"{self.remaining} left): cut at the declared length, the connection is closed")
+        self.keep = False
+        self.mode = NO_BODY
+
     async def write(self, data: bytes) -> None:
         self.send(data)
-        if self.proto.write_paused:
-            await self.proto.drain()
+        proto = self.proto
+        if proto.write_paused:
+            await proto.drain()
             if self.closed:
                 raise ClientDisconnected("the client went away")
+        elif proto.transport.is_closing():
+            # the send failed (the client reset the connection): the transport drops what it is given and
+            # never pauses, and ``connection_lost`` only runs once this coroutine yields. A producer that
+            # never waits (a fast generator on threads=0) would spin here for ever, holding the loop.
+            raise ClientDisconnected("the client went away")
 
     def end(self, data: bytes = b"") -> None:
         if self.state == DONE:
@@ -394,6 +430,8 @@ class H1Exchange(BaseExchange):
             self.proto.transport.write(b"0\r\n\r\n")
         elif self.mode == FIXED and self.remaining > 0:
             self.keep = False            # shorter than announced: only closing tells the client
+            length_mismatch(self, self.declared, f"{self.remaining} bytes were missing at its end: "
+                            "the connection is closed")
         self.state = DONE
         self.t_done = _monotonic()
         self.proto.response_done(self)
@@ -409,8 +447,11 @@ class H1Exchange(BaseExchange):
             return
         if self.mode == FIXED:
             if count > self.remaining:
+                self._overflow(count)
                 count = self.remaining
-                self.keep = False
+                if count <= 0:
+                    self._flush_head()
+                    return
             self.remaining -= count
         head, self._head = self._head or b"", None     # leaves with the file's first bytes (http/sendfile.py)
         t = self.proto.transport

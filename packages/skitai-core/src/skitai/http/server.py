@@ -31,6 +31,15 @@ log = logging.getLogger("skitai.server")
 TLS_CLOSE_GRACE = 1.0     # seconds an idle TLS connection gets to finish its close at stop before an abort
 ProtocolFactory = Callable[[], asyncio.BaseProtocol]
 Dispatch = Callable[[Any], Awaitable[None] | None]
+_close_hooks: list[Callable[[asyncio.AbstractEventLoop], None]] = []
+
+
+def on_close(hook: Callable[[asyncio.AbstractEventLoop], None]) -> None:
+    """Have ``hook(loop)`` called on the loop whenever a server on ``loop`` stops accepting
+    (``Server.close()``), after its idle connections were closed. The WSGI worker pool answers the requests
+    still waiting for a thread with 503 so (``skitai.wsgi.threadpool.cancel_queued``)."""
+    if hook not in _close_hooks:
+        _close_hooks.append(hook)
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:
@@ -111,6 +120,11 @@ class Server:
         for conn in list(self.state.connections):
             conn.closing = True
             _close_idle(conn)
+        for hook in list(_close_hooks):
+            try:
+                hook(self.state.loop)
+            except Exception:
+                log.exception("a stop hook failed")
 
     async def wait_closed(self, timeout: float = 10.0) -> None:
         """Wait for busy connections to finish (at most ``timeout`` seconds), then cut the rest."""

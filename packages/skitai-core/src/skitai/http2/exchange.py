@@ -13,7 +13,8 @@ from typing import IO, Any
 
 from skitai.http import accesslog, clock
 from skitai.http.errors import ClientDisconnected, HeaderError
-from skitai.http.exchange import DONE, FIELD_NAMES, HOP_BY_HOP, IDLE, STREAMING, BaseExchange, field_name
+from skitai.http.exchange import (DONE, FIELD_NAMES, HOP_BY_HOP, IDLE, STREAMING, BaseExchange, field_name,
+                                  length_mismatch)
 
 from .flow import Credit, Outbox
 from .tunnel import StreamTransport
@@ -38,30 +39,55 @@ def trailer_fields(trailers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return out
 
 
-def h2_headers(status: int, headers: list[tuple[str, str]], length: int = -1) -> list[tuple[str, str]]:
+def h2_headers(status: int, headers: list[tuple[str, str]], length: int = -1,
+               head_only: bool = False) -> list[tuple[str, str]]:
+    return h2_head(status, headers, length, head_only)[0]
+
+
+def h2_head(status: int, headers: list[tuple[str, str]], length: int = -1,
+            head_only: bool = False) -> tuple[list[tuple[str, str]], int]:
     """``:status`` first, names checked as tokens and lower-cased (``field_name``, as for HTTP/1.1),
-    hop-by-hop fields dropped, Server/Date added if absent, ``content-length`` added for a whole body
-    (``length`` >= 0) that has none."""
+    values str without CR/LF/NUL, hop-by-hop fields dropped, Server/Date added if absent. ``content-length``
+    comes last, as HTTP/1.1 frames it: a whole body (``length`` >= 0) gets its own length (the handler's
+    is kept only for HEAD, where no body shows what it would be); a stream (``length`` < 0) keeps the
+    handler's; a 204 or 304 gets none (RFC 9113 8.1.1 allows the handler's on a 304, but h2 clients such
+    as httpx's end the whole connection on it: it says nothing the client needs). Raises ``HeaderError``, also for
+    a 1xx status: interim answers are the protocol's, a handler's 1xx would leave the stream unanswered.
+    ``h2_head`` also returns the handler's Content-Length (-1: none)."""
+    if status < 200:
+        raise HeaderError(f"status {status} cannot be the answer")
     out = [(":status", str(status))]
-    seen_server = seen_date = seen_length = False
+    seen_server = seen_date = False
+    app_len = None
     names = FIELD_NAMES
     for name, value in headers:
         name = names.get(name) or field_name(name)
         if name in _HOP:
             continue
+        if type(value) is not str and not isinstance(value, str):
+            raise HeaderError(f"the value of header {name!r} is {type(value).__name__}, not str")
         if "\r" in value or "\n" in value or "\0" in value:
             raise HeaderError(f"CR, LF or NUL in header {name!r}")
+        if name == "content-length":
+            app_len = value.strip()
+            if not app_len.isdigit() or not app_len.isascii():
+                raise HeaderError(f"invalid Content-Length {app_len!r}")
+            continue
         seen_server = seen_server or name == "server"
         seen_date = seen_date or name == "date"
-        seen_length = seen_length or name == "content-length"
         out.append((name, value))
     if not seen_server:
         out.append(("server", clock.SERVER))
     if not seen_date:
         out.append(("date", clock.DATE))
-    if length >= 0 and not seen_length and status >= 200 and status not in (204, 304):
+    if status == 204 or status == 304:
+        pass
+    elif length < 0 or head_only and app_len is not None:
+        if app_len is not None:
+            out.append(("content-length", app_len))
+    else:
         out.append(("content-length", str(length)))
-    return out
+    return out, -1 if app_len is None else int(app_len)
 
 
 class H2Exchange(BaseExchange):
@@ -69,7 +95,7 @@ class H2Exchange(BaseExchange):
     ``push(path)`` promises a resource when the client allows push."""
 
     __slots__ = ("proto", "stream_id", "head_only", "trailers", "request_trailers", "outbox", "credit",
-                 "pushed", "tunnel")
+                 "pushed", "tunnel", "remaining")
 
     def __init__(self, proto: Any, stream_id: int, request: Any, pushed: bool = False) -> None:
         BaseExchange.__init__(self, request, proto.loop, proto.config)
@@ -82,15 +108,20 @@ class H2Exchange(BaseExchange):
         self.credit = Credit()
         self.pushed = pushed
         self.tunnel: StreamTransport | None = None    # an extended CONNECT stream carrying a protocol
+        self.remaining = -1          # body bytes the handler's Content-Length allows (-1: no limit, -2: cut)
 
     # -- answers --------------------------------------------------------------------------------
     def respond(self, status: int, headers: list[tuple[str, str]], body: bytes = b"",
                 reason: str | None = None) -> None:
         if self.state == IDLE and not self.closed and not self.head_only and self.trailers is None \
                 and status >= 200:
-            block = h2_headers(status, headers, len(body))
+            if status == 204 or status == 304:
+                body = b""                        # no content, whatever the handler gave
+            block, app_len = h2_head(status, headers, len(body))
             self.state = STREAMING
             if self.proto.send_whole(self, block, body):      # one step for a whole small answer
+                if app_len >= 0 and app_len != len(body) and status != 304 and status != 204:
+                    length_mismatch(self, app_len, f"its body has {len(body)} bytes: sent with that length")
                 self.status = status
                 self.t_respond = self.t_done = time.monotonic()
                 self.bytes_out = len(body)
@@ -108,7 +139,14 @@ class H2Exchange(BaseExchange):
             if self.closed:
                 return
             raise RuntimeError("the answer has already started")
-        block = h2_headers(status, headers, length)  # HeaderError before anything is sent
+        block, app_len = h2_head(status, headers, length, self.head_only)  # HeaderError: nothing sent
+        if status == 204 or status == 304:
+            self.head_only = True        # no content, whatever the handler gives (as HEAD)
+        elif app_len >= 0 and not self.head_only:
+            if length < 0:
+                self.remaining = app_len          # a stream: cut at app_len, reset if it ends short
+            elif app_len != length:
+                length_mismatch(self, app_len, f"its body has {length} bytes: sent with that length")
         self.state = STREAMING
         self.status = status
         self.t_respond = time.monotonic()
@@ -116,6 +154,16 @@ class H2Exchange(BaseExchange):
             self.proto.send_headers(self, block)
 
     def _queue(self, data: bytes) -> None:
+        rem = self.remaining
+        if rem != -1:                    # the handler gave a Content-Length: never send more
+            if rem == -2:
+                return                   # cut already
+            if len(data) > rem:
+                length_mismatch(self, self.bytes_out + rem, "its body goes on: cut at that length")
+                data = data[:rem]
+                self.remaining = -2
+            else:
+                self.remaining = rem - len(data)
         self.bytes_out += len(data)
         if data and not self.head_only:
             self.outbox.put(bytes(data))
@@ -167,6 +215,13 @@ class H2Exchange(BaseExchange):
                 self.abort()
                 return
         self._queue(data)
+        if self.remaining > 0:
+            # shorter than its Content-Length: END_STREAM would be a malformed answer (RFC 9113 8.1.1)
+            length_mismatch(self, self.bytes_out + self.remaining, f"{self.remaining} bytes were missing "
+                            "at its end: the stream is reset")
+            self.proto.pump(self)
+            self.abort()
+            return
         self.outbox.trailers = trailers
         self.outbox.ending = True
         self.proto.pump(self)

@@ -45,14 +45,21 @@ def server_counters(servers: list[Any], wasc: Wasc) -> dict[str, Any]:
 
 
 def pool_counters(numthreads: int) -> dict[str, Any]:
-    """The WSGI worker pool: its size and the requests waiting for a free thread."""
+    """The WSGI worker pool: its size, busy threads, the requests waiting for a free thread and those turned
+    away (``ThreadPool.stats``: 503s past ``max_queued_requests``, requests whose client left while they
+    waited, 503s at a stop), how long the oldest job runs and for how long every thread has been stuck
+    (``stalled_seconds``, see ``Limits.stall_warning``); and the WS_DEDICATE threads."""
+    from ..websocket.designs import DEDICATED
+
+    dedicated = {"ws_dedicated_threads": DEDICATED.used, "ws_dedicated_refused": DEDICATED.refused}
     if numthreads <= 0:
-        return {"threads": 0, "mode": "apps run on the event loop thread (threads=0)"}
+        return {"threads": 0, "mode": "apps run on the event loop thread (threads=0)", **dedicated}
     from ..wsgi import threadpool
 
     pool = threadpool._pools.get(numthreads)      # never start a pool just to look at it
-    queue = getattr(pool, "_queue", None)
-    return {"threads": numthreads, "queued": queue.qsize() if queue is not None else 0}
+    if pool is None:
+        return {"threads": numthreads, "busy": 0, "queued": 0, **dedicated}
+    return {**pool.stats(), **dedicated}
 
 
 class Wasc:

@@ -84,7 +84,8 @@ def _cards(data: dict) -> str:
     cards = [("uptime", uptime(server.get("uptime_seconds", 0))), ("requests", server.get("requests", "-")),
              ("open connections", server.get("connections_open", "-")),
              ("connections", server.get("connections_total", "-")),
-             ("threads", threads.get("threads", "-")), ("queued", threads.get("queued", "-")),
+             ("threads", threads.get("threads", "-")), ("busy threads", threads.get("busy", "-")),
+             ("queued", threads.get("queued", "-")),
              ("cached results", cache.get("current_cached", "-")), ("cache hits", f"{cache.get('ratio', 0)}%")]
     return '<div class="cards">' + "".join(f"<div class=\"card\"><b>{_e(v)}</b><span>{_e(k)}</span></div>"
                                            for k, v in cards) + "</div>"
@@ -94,6 +95,11 @@ def render(data: dict, fancy: bool = True) -> str:
     """The page for a ``status.collect`` snapshot (``fancy=False``: no styles, plain tables)."""
     server = data.get("SERVER", {})
     parts = [_cards(data)] if "SERVER" in data else []
+    stalled = data.get("THREADS", {}).get("stalled_seconds") or 0
+    if stalled:
+        parts.insert(0, f"<section class=\"dead\">Every worker thread has been busy with the same request for "
+                        f"{_e(stalled)}s: new requests wait or are answered 503 (see the log for where the "
+                        f"threads are).</section>")
     sections = (("CLUSTERS", "Clusters", _clusters), ("MOUNTS", "Mounts", _mounts), ("SERVER", "Server", _kv),
                 ("THREADS", "Thread pool", _kv), ("RCACHE", "Result cache", _kv), ("CACHEFS", "Response cache (cachefs)", _kv),
                 ("OBJECTS", "Registered", _kv))

@@ -258,15 +258,61 @@ class GroupSession(SimpleSession):
         self._put(WS_EVT_CLOSE, "")
 
 
+class DedicatedSlots:
+    """How many WS_DEDICATE threads may exist at once (``Limits.ws_max_dedicated``): a slot is taken before
+    the handshake is answered and given back when the connection's thread ends (or it never started)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.used = 0
+        self.refused = 0
+        self._full = False
+
+    def take(self, limit: int) -> bool:
+        with self.lock:
+            if limit > 0 and self.used >= limit:
+                self.refused += 1
+                full, self._full = self._full, True
+            else:
+                self.used += 1
+                return True
+        if not full:
+            log.warning("%d WS_DEDICATE websockets are open, one thread each (ws_max_dedicated): new ones are "
+                        "answered 503 until one closes", limit)
+        return False
+
+    def give(self) -> None:
+        with self.lock:
+            self.used -= 1
+            self._full = False
+
+
+DEDICATED = DedicatedSlots()
+
+
 class DedicatedSession:
-    """WS_DEDICATE: a thread of its own runs the handler once; messages wait in a bounded queue."""
+    """WS_DEDICATE: a thread of its own runs the handler once; messages wait in a bounded queue. The
+    session holds one of ``DEDICATED``'s slots (taken by the handshake) until its thread ends."""
 
     def __init__(self, handler: Handler, sender: DedicatedSender, executor: Any, limits: Any) -> None:
         self.handler, self.sender, self.limits = handler, sender, limits
+        self.started = False
+        self.slot = True
 
     def opened(self, ws: WebSocketProtocol) -> None:
         self.sender.attach(ws)
-        threading.Thread(target=self._run, name=f"ws-dedicate-{self.sender.client_id}", daemon=True).start()
+        self.started = True
+        try:
+            threading.Thread(target=self._run, name=f"ws-dedicate-{self.sender.client_id}", daemon=True).start()
+        except BaseException:            # no thread (the system's limit): the slot is free again
+            self.started = False
+            self.release()
+            raise
+
+    def release(self) -> None:
+        if self.slot:
+            self.slot = False
+            DEDICATED.give()
 
     def _run(self) -> None:
         try:
@@ -275,6 +321,8 @@ class DedicatedSession:
                 self.sender.send(reply)
         except Exception:
             log.exception("dedicated websocket handler failed")
+        finally:
+            self.release()
         self.sender.close()
 
     def received(self, message: str | bytes) -> None:
@@ -290,6 +338,8 @@ class DedicatedSession:
 
     def closed(self, code: int) -> None:
         self.sender.inbox.put(None)
+        if not self.started:             # closed before its thread started: nothing else gives the slot back
+            self.release()
 
 
 class DedicatedSender(Sender):

@@ -24,9 +24,10 @@ from typing import Any
 from urllib.parse import parse_qsl, quote_plus, urlencode
 
 from skitai.http.errors import error_page
+from skitai.wsgi.threadpool import refuse
 
 from . import encoding as enc
-from .designs import DESIGNS, WS_DEDICATE, WS_EVT_INIT, WS_GROUPCHAT, make_session, next_client_id
+from .designs import DEDICATED, DESIGNS, WS_DEDICATE, WS_EVT_INIT, WS_GROUPCHAT, make_session, next_client_id
 from .handshake import HandshakeError, accept, offered_subprotocols
 from .protocol import WebSocketProtocol
 
@@ -200,6 +201,10 @@ async def serve_websocket(exchange: Any, app: Callable, env: dict, executor: Any
     if executor is None:
         status, headers, items = call_app(app, env)
     else:
+        full = getattr(executor, "full", None)          # the worker pool's bound (max_queued_requests)
+        if full is not None and full():
+            refuse(exchange, "the server is busy: try again shortly")
+            return
         status, headers, items = await in_pool(loop, executor, call_app, app, env)
     value = env.pop("websocket.config", None)
     chosen = env.pop("websocket.subprotocol", None)
@@ -219,6 +224,11 @@ async def serve_websocket(exchange: Any, app: Callable, env: dict, executor: Any
         return
     if exchange.closed:
         return
+    if cfg.spec == WS_DEDICATE and not DEDICATED.take(limits.ws_max_dedicated):
+        # one thread per connection: past the cap a clear refusal, before the upgrade
+        exchange.respond(503, [("Content-Type", "text/html; charset=utf-8"), ("Retry-After", "5")],
+                         error_page(503, "too many dedicated websocket connections: try again later"))
+        return
     handler = WSGIWebSocket(app, env, cfg)
     key = room_key(env, exchange.request, cfg) if cfg.spec == WS_GROUPCHAT else None
     session, sender = make_session(cfg.spec, handler, client_id, cfg.encoding,
@@ -227,6 +237,11 @@ async def serve_websocket(exchange: Any, app: Callable, env: dict, executor: Any
     env["websocket.subprotocol"] = chosen
     answer = accepted.headers + ([("Sec-WebSocket-Protocol", chosen)] if chosen else [])
     threaded = executor is not None or cfg.spec == WS_DEDICATE      # replies come from worker threads
-    exchange.upgrade(lambda: WebSocketProtocol(session, limits, accepted.extensions, cfg.timeout, loop,
-                                               direct_writes=threaded and limits.ws_direct_writes),
-                     headers=answer)
+    try:
+        exchange.upgrade(lambda: WebSocketProtocol(session, limits, accepted.extensions, cfg.timeout, loop,
+                                                   direct_writes=threaded and limits.ws_direct_writes),
+                         headers=answer)
+    except BaseException:
+        if cfg.spec == WS_DEDICATE and not session.started:
+            session.release()
+        raise

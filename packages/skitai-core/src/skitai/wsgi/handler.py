@@ -4,12 +4,14 @@ With ``config.threads > 0`` the app runs in the shared worker pool; the answer c
 through a ``LoopInbox``: a finished small answer (a list/tuple body, or an iterable that ended after one
 item) is ONE hop (``exchange.respond``: head and body in one transport write). Longer iterables and
 ``write()`` stream: the worker thread blocks while more than ``STREAM_WINDOW`` bytes are in flight or the
-transport is over its high-water mark, so nothing buffers without bound. With ``threads == 0`` the app runs on
-the loop thread (its request body is read completely first; a streamed answer continues in a task that
-awaits the transport).
+transport is over its high-water mark, so nothing buffers without bound. No piece waits for the next (the
+first piece of an iterable without a Content-Length goes at once: ``open_stream``), and small pieces the
+loop has not sent yet are joined into one write. With ``threads == 0`` the app runs on the loop thread (its
+request body is read completely first; a streamed answer continues in a task that awaits the transport).
 
 PEP 3333 rules: ``start_response`` may be called again only with ``exc_info`` (re-raised if the head was
-sent), ``close()`` of the iterable is always called, ``str`` items are sent UTF-8 encoded,
+sent), ``close()`` of the iterable is called exactly once, ``str`` items are sent UTF-8 encoded (a bare
+``bytes``/``str`` result is a 500 that says ``return [body]``),
 ``wsgi.file_wrapper`` over a real file goes out with ``sendfile``. An exception from the app is logged with
 its traceback on ``skitai.app`` and answered 500 (the traceback in the page only when ``app.debug``); a
 header with CR, LF or NUL is never sent: the answer becomes 500.
@@ -28,7 +30,7 @@ from skitai.http.exchange import IDLE, STREAMING
 from skitai.http.request import EMPTY_BODY
 
 from .environ import EnvironBuilder, FileWrapper
-from .threadpool import LoopInbox, get_pool, inbox_for
+from .threadpool import LoopInbox, abandon, client_left, get_pool, inbox_for, refuse
 
 from skitai.services import binding as was_services
 
@@ -36,6 +38,7 @@ log = logging.getLogger("skitai.app")
 
 STREAM_WINDOW = 64 * 1024          # bytes a worker may have in flight before it waits for the loop
 SMALL_BODY = 64 * 1024             # an iterable with a Content-Length up to this is sent in one hop
+COALESCE = 16 * 1024               # streamed pieces under this are joined while the loop has not sent them
 _status_cache: dict[str, tuple[int, str | None]] = {}
 
 
@@ -44,7 +47,7 @@ def parse_status(status: str) -> tuple[int, str | None]:
     parsed = _status_cache.get(status)
     if parsed is None:
         if not isinstance(status, str) or len(status) < 3 or not status[:3].isdigit() or \
-                (len(status) > 3 and status[3] != " "):
+                not status[:3].isascii() or (len(status) > 3 and status[3] != " "):
             raise ValueError(f"invalid WSGI status {status!r}")
         code = int(status[:3])
         reason = status[4:]
@@ -66,6 +69,15 @@ def _bytes(item: Any) -> bytes:
     raise TypeError(f"a WSGI app must yield bytes, not {type(item).__name__}")
 
 
+def _iterable(result: Any) -> Any:
+    """``result`` when it may be iterated as a WSGI body. A bare ``bytes`` would yield ints and a bare ``str``
+    one character per piece: both are a mistake (PEP 3333 wants an iterable of bytes), said plainly."""
+    if isinstance(result, bytes | str | bytearray):
+        raise TypeError(f"the app returned {type(result).__name__}, not an iterable of bytes: "
+                        "return [body] instead")
+    return result
+
+
 def _content_length(headers: list[tuple[str, str]]) -> int | None:
     for name, value in headers:
         if len(name) == 14 and name.lower() == "content-length":
@@ -80,7 +92,7 @@ class _Call:
     """The state of one app call: what ``start_response`` was given and what has gone to the loop."""
 
     __slots__ = ("exchange", "inbox", "code", "reason", "headers", "sent", "posted", "acked", "event",
-                 "failed", "threaded", "env")
+                 "failed", "threaded", "env", "pending", "lock", "opening", "whole")
 
     def __init__(self, exchange, inbox: LoopInbox | None, threaded: bool) -> None:
         self.exchange = exchange
@@ -95,6 +107,10 @@ class _Call:
         self.acked = 0               # stream bytes the loop wrote (loop side)
         self.event: threading.Event | None = None
         self.failed = False          # the loop refused the head (bad header) or the client left
+        # ``pending``: stream bytes posted, not yet taken by the loop; ``whole``: (while ``opening``) the
+        # iterable ended, one whole answer (None: the app failed). Both set with ``lock``, made when needed.
+        self.lock: threading.Lock | None = None
+        self.opening = False         # the head and first piece are posted, the loop has not taken them yet
 
     # ---- PEP 3333 callables ----------------------------------------------------------------------
     def start_response(self, status: str, headers: list, exc_info=None) -> Callable[[bytes], None]:
@@ -137,12 +153,67 @@ class _Call:
         self.sent = True
         self.post(self._l_start)
 
+    def open_stream(self, data: bytes) -> None:
+        """The first piece of an iterable of unknown length: the head and ``data`` go to the loop now
+        (PEP 3333: a block is never held back while the app makes the next one, a server-sent event
+        stream's first event included). If the iterable ends after that one piece, before the loop takes
+        it, the loop sends one whole answer instead (Content-Length, one write), as for a list."""
+        if not self.threaded or len(data) >= COALESCE:
+            self.begin_stream()
+            self.send(data)
+            return
+        self.sent = True
+        lock = self.lock
+        if lock is None:
+            lock = self._new_lock()
+        with lock:
+            self.pending = [data]
+            self.whole = False
+            self.opening = True
+        self.posted += len(data)
+        self.inbox.post(self._l_start)
+
+    def _new_lock(self) -> threading.Lock:
+        self.pending = None
+        lock = self.lock = threading.Lock()
+        return lock
+
+    def cancel_opening(self) -> bool:
+        """The app failed before the loop took the opening: nothing goes out of it (a clean 500 follows)."""
+        if self.opening:
+            with self.lock:
+                if self.opening:
+                    self.pending = None
+                    self.whole = None
+                    return True
+        return False
+
     def send(self, data: bytes) -> None:
         if self.failed or self.exchange.closed:
             raise ClientDisconnected("the answer was abandoned")
         self.posted += len(data)
-        self.post(self._l_send, data)
-        if self.threaded and self.posted - self.acked > STREAM_WINDOW:
+        if not self.threaded:
+            self._l_send(data)
+            return
+        # Small pieces the loop has not taken yet are joined: an app yielding many small pieces makes one
+        # socket write (one chunk) per loop turn, not one per piece. Nothing waits for more: the first
+        # piece is posted at once, and the loop sends whatever has come by the time it runs (PEP 3333: no
+        # block is held back while the app makes the next). Big pieces go as they are (no copy).
+        lock = self.lock
+        if lock is None:
+            lock = self._new_lock()
+        with lock:
+            pending = self.pending
+            if pending is not None:
+                pending.append(data)
+            elif len(data) < COALESCE:
+                self.pending = [data]
+        if pending is None:
+            if len(data) < COALESCE:
+                self.inbox.post(self._l_flush)
+            else:
+                self.inbox.post(self._l_send, data)
+        if self.posted - self.acked > STREAM_WINDOW:
             self.wait_writable()
 
     def wait_writable(self) -> None:
@@ -160,6 +231,11 @@ class _Call:
             raise ClientDisconnected("the client does not read the answer")
 
     def end(self) -> None:
+        if self.opening:
+            with self.lock:
+                if self.opening and self.whole is False and len(self.pending) == 1:
+                    self.whole = True      # one piece, not taken yet: one whole answer, as for a list
+                    return
         self.post(self._l_end)
 
     def release(self) -> None:
@@ -186,10 +262,29 @@ class _Call:
             self._refused(exc)
 
     def _l_start(self) -> None:
+        if self.opening:
+            with self.lock:
+                pending, self.pending = self.pending, None
+                whole, self.opening = self.whole, False
+            if whole is None:              # cancelled: the app failed, ``_l_fail`` answers
+                return
+            data = pending[0] if len(pending) == 1 else b"".join(pending)
+            if whole:
+                self.acked += len(data)
+                self._l_respond(data)
+                return
+            self._l_start()
+            self._l_send(data)
+            return
         try:
             self.exchange.start(self.code, self.headers, self.reason)
         except (HeaderError, ValueError, TypeError, AttributeError) as exc:
             self._refused(exc)
+
+    def _l_flush(self) -> None:
+        with self.lock:
+            pending, self.pending = self.pending, None
+        self._l_send(pending[0] if len(pending) == 1 else b"".join(pending))
 
     def _l_send(self, data: bytes) -> None:
         ex = self.exchange
@@ -225,7 +320,7 @@ class WSGIHandler:
         self.config = config
         self.threads = int(getattr(config, "threads", 4)) if config is not None else 4
         self.multiprocess = int(getattr(config, "workers", 1) or 1) > 1 if config is not None else False
-        self.pool = get_pool(self.threads) if self.threads > 0 else None
+        self.pool = get_pool(self.threads, getattr(config, "limits", None)) if self.threads > 0 else None
         self._loop = None
         self._inbox: LoopInbox | None = None
         self._build = EnvironBuilder(self.script_name, multithread=self.threads > 0,
@@ -239,7 +334,9 @@ class WSGIHandler:
             loop = exchange.loop
             if loop is not self._loop:
                 self._loop, self._inbox = loop, inbox_for(loop)
-            self.pool.submit(self._work, exchange, self._inbox)
+            pool = self.pool      # a bounded queue (max_queued_requests): 503 past it, see threadpool.py
+            if not pool.offer(self._work, (exchange, self._inbox, pool.saturated()), self._cancel):
+                refuse(exchange, "the server is busy: try again shortly")
             return None
         body = exchange.request.body
         if body is not EMPTY_BODY and not body.complete:
@@ -265,6 +362,7 @@ class WSGIHandler:
         debug = self.debug
         detail = "".join(traceback.format_exception(exc)) if debug else ""
         if call.sent and call.threaded:
+            call.cancel_opening()
             call.post(call._l_fail, detail, debug)
         elif call.sent:
             call._l_fail(detail, debug)
@@ -273,8 +371,18 @@ class WSGIHandler:
             call.post(call._l_fail, detail, debug)
 
     # ---- threads > 0 -----------------------------------------------------------------------------
-    def _work(self, exchange, inbox: LoopInbox) -> None:
+    def _cancel(self, loop, exchange, inbox, queued) -> bool:
+        """The server on ``loop`` stops while this request waits for a thread: 503 (threadpool.py)."""
+        if exchange.loop is not loop:
+            return False
+        refuse(exchange, "the server is stopping: try again shortly")
+        return True
+
+    def _work(self, exchange, inbox: LoopInbox, queued: bool = False) -> None:
         if exchange.closed:
+            return
+        if queued and client_left(exchange):     # it waited behind busy workers and its client left
+            inbox.post(abandon, self.pool, exchange)
             return
         call = _Call(exchange, inbox, True)
         result = None
@@ -324,6 +432,7 @@ class WSGIHandler:
             return
         first = None
         known = None
+        result = _iterable(result)
         head_only = call.exchange.request.method == "HEAD"
         for item in result:
             data = _bytes(item)
@@ -339,6 +448,9 @@ class WSGIHandler:
             if known is None:
                 cl = _content_length(call.headers)
                 known = cl is not None and cl <= SMALL_BODY
+            if not known and not head_only:
+                call.open_stream(data)     # no length given: the first piece goes now, never held back
+                continue
             if first is None:
                 first = data
             elif known and len(first) + len(data) <= SMALL_BODY:
@@ -424,7 +536,7 @@ class WSGIHandler:
             if type(result) is list or type(result) is tuple:
                 self._drain_result(call, result)
             else:
-                it = iter(result)
+                it = iter(_iterable(result))
                 first = b""
                 for item in it:
                     first = _bytes(item)
@@ -432,8 +544,7 @@ class WSGIHandler:
                         break
                 else:
                     self._drain_result(call, [first])
-                    self._close(call, result)
-                    return None
+                    return None            # the iterable is closed below, once
                 owned, result = result, None
                 return self._stream_on_loop(call, owned, it, first)
         except BaseException as exc:
