@@ -83,3 +83,24 @@ def test_reset_stops_the_producer():
             assert c.response(c.request("/x"), timeout=0.5) is not None
         finally:
             c.close()
+
+
+def test_streams_waiting_together_for_a_full_connection_all_resume():
+    """Three worker threads stream on one connection whose client stops reading: each waits for the
+    transport to take more. They used to share one waiter slot, each replacing the last one's, so only the
+    last was woken when the client read again; the others stalled until their wait timed out."""
+    piece, pieces = b"z" * 65536, 64
+
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return (piece for _ in range(pieces))
+
+    big = 2 ** 31 - 1
+    with h2_server(app=app, threads=3) as srv:
+        c = H2Client(srv.port, settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: big})
+        c.conn.increment_flow_control_window(big - 65535)
+        sids = [c.request(f"/s{i}") for i in range(3)]
+        time.sleep(1.0)                                   # read nothing: the server's transport fills up
+        t0 = time.monotonic()
+        bodies = [len(c.response(sid, timeout=15)[1]) for sid in sids]
+        assert bodies == [len(piece) * pieces] * 3 and time.monotonic() - t0 < 10

@@ -254,9 +254,13 @@ class H2Exchange(BaseExchange):
             return
 
         async def later() -> None:
+            # a reset between now and this task's first step wakes no waiter (none exists yet): check first;
+            # from ``drained`` creating its waiter on, a reset reaches it
             try:
-                await self.outbox.drained(self.loop)
-                await self.proto.writable()
+                if not self.closed:
+                    await self.outbox.drained(self.loop)
+                if not self.closed:
+                    await self.proto.writable()
             except ClientDisconnected:
                 pass
             callback()

@@ -584,8 +584,10 @@ class H2Protocol(asyncio.Protocol):
         if self._flush_pending:
             self._flush()
         if self.write_paused:
-            self._write_waiter = self.loop.create_future()
-            await self._write_waiter
+            w = self._write_waiter          # one future for every stream waiting (each used to replace the
+            if w is None or w.done():       # last one's, which then never woke); shielded from their cancels
+                w = self._write_waiter = self.loop.create_future()
+            await asyncio.shield(w)
 
     def pause_writing(self) -> None:
         self.write_paused = True
