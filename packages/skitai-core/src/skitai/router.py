@@ -138,9 +138,13 @@ class Router:
         cache[host] = table
         return table
 
+    def table_for(self, request: Any) -> MountTable | None:
+        """The mount table serving ``request``'s host (None: no site for it)."""
+        return self.default if not (self.exact or self.suffixes) else self.host_table(request.host)
+
     def __call__(self, exchange: Any) -> Any:
         request = exchange.request
-        table = self.default if not (self.exact or self.suffixes) else self.host_table(request.host)
+        table = self.table_for(request)
         if table is None:
             return exchange.error(404, "No site is served for this host name.")
         path = request.path

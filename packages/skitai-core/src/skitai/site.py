@@ -52,10 +52,8 @@ class Chain:
     def __call__(self, exchange: Any) -> Any:
         request = exchange.request
         path = request.path
-        if "%" in path or "/." in path:
-            router = self.router
-            table = router.default if not (router.exact or router.suffixes) else router.host_table(request.host)
-            found = clean(request, table)
+        if self.front and ("%" in path or "/." in path):     # no front handler: the router cleans it
+            found = clean(request, self.router.table_for(request))
             if isinstance(found, str):
                 return exchange.error(400, found)
         for handler in self.front:

@@ -39,11 +39,6 @@ def trailer_fields(trailers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return out
 
 
-def h2_headers(status: int, headers: list[tuple[str, str]], length: int = -1,
-               head_only: bool = False) -> list[tuple[str, str]]:
-    return h2_head(status, headers, length, head_only)[0]
-
-
 def h2_head(status: int, headers: list[tuple[str, str]], length: int = -1,
             head_only: bool = False) -> tuple[list[tuple[str, str]], int]:
     """``:status`` first, names checked as tokens and lower-cased (``field_name``, as for HTTP/1.1),

@@ -242,7 +242,7 @@ class H2Protocol(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         limits = self.limits
         # h2's own header validation costs more than the rest of a request; ``check_request`` does the
-        # checks that matter on our side (our answers are built clean by ``h2_headers``)
+        # checks that matter on our side (our answers are built clean by ``h2_head``)
         self.conn = _Connection(H2Configuration(
             client_side=False, header_encoding="latin-1", validate_inbound_headers=False,
             normalize_inbound_headers=False, validate_outbound_headers=False, normalize_outbound_headers=False))
