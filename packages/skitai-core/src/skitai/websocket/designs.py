@@ -218,10 +218,12 @@ class SimpleSession:
     def _answer(self, reply: Any, on_loop: bool) -> None:
         """A plain str/bytes answer of a single connection goes straight to the frame layer (from the
         loop) or to ``send_threadsafe`` (from a worker); anything else through ``reply``."""
-        if reply is None or reply == "" or reply == b"":
+        if reply is None:
             return
         sender = self.sender
-        if sender.room is None and sender.encoding is None and reply.__class__ in _PLAIN:
+        if reply.__class__ in _PLAIN and sender.room is None and sender.encoding is None:
+            if not reply:
+                return
             ws = sender.ws
             if ws is not None and not ws.closed:
                 if on_loop:

@@ -17,13 +17,13 @@ Frameworks (Saddle's ``was.wsconfig``/``was.wsinit``...) build on exactly these 
 from __future__ import annotations
 
 import asyncio
-import io
 import logging
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, quote_plus, urlencode
 
 from skitai.http.errors import error_page
+from skitai.http.request import EMPTY_BODY
 from skitai.wsgi.threadpool import refuse
 
 from . import encoding as enc
@@ -61,50 +61,51 @@ class WSConfig:
 
 
 def call_app(app: Callable, env: dict) -> tuple[str, list[tuple[str, str]], list]:
-    """Run a WSGI app to the end: ``(status line, headers, body items)``."""
-    answer: dict = {}
+    """Run a WSGI app to the end: ``(status line, headers, body items)``. It runs once per message, so
+    the usual answer, a list, is taken as it is (a list has no ``close`` to call)."""
     items: list = []
+    answer = ["200 OK", []]
 
     def start_response(status, headers, exc_info=None):
-        answer["status"], answer["headers"] = status, headers
+        answer[0] = status
+        answer[1] = headers
         return items.append
 
     result = app(env, start_response)
-    try:
-        for item in result:
-            if item:
-                items.append(item)
-    finally:
-        close = getattr(result, "close", None)
-        if close is not None:
-            close()
-    return answer.get("status", "200 OK"), answer.get("headers", []), items
-
-
-def _is_text(headers: list[tuple[str, str]]) -> bool:
-    """A text/JSON/XML content type (or none: text/plain is the default) makes a bytes answer a text frame."""
-    for name, value in headers:
-        if len(name) == 12 and name.lower() == "content-type":
-            return value.lower().startswith(_TEXT_TYPES)
-    return True
+    if result.__class__ is list:
+        items.extend(filter(None, result))
+    else:
+        try:
+            for item in result:
+                if item:
+                    items.append(item)
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+    return answer[0], answer[1], items
 
 
 def reply_of(headers: list[tuple[str, str]], items: list) -> str | bytes | None:
-    """The message an app's answer stands for: None when empty."""
+    """The message an app's answer stands for: None when empty. Bytes become text (a text frame) under a
+    text/JSON/XML content type, or none (text/plain is the default), when they are valid UTF-8."""
     if not items:
         return None
-    if len(items) == 1 and items[0].__class__ is bytes:    # the usual answer: no join (it runs per message)
+    if len(items) == 1 and items[0].__class__ is bytes:    # the usual answer: no join
         body = items[0]
     elif all(isinstance(i, str) for i in items):
         return "".join(items)
     else:
         body = b"".join(i.encode("utf-8") if isinstance(i, str) else i for i in items)
-    if _is_text(headers):
-        try:
-            return body.decode("utf-8")
-        except UnicodeDecodeError:
-            pass
-    return body
+    for name, value in headers:
+        if len(name) == 12 and name.lower() == "content-type":
+            if not value.lower().startswith(_TEXT_TYPES):
+                return body
+            break
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError:
+        return body
 
 
 _SAFE = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~"     # RFC 3986 unreserved
@@ -129,20 +130,20 @@ def _query_prefix(query: str, name: str) -> str:
 class WSGIWebSocket:
     """Calls one app for the events and messages of one connection (on a worker thread, or on the loop).
 
-    Per message: a copy of the connection's environ (every per-connection key is in it already), the event
-    and message keys, a fresh empty ``wsgi.input``, and the query string with the message appended."""
+    Per message: a copy of the connection's environ (every per-connection key is in it already, with an
+    empty ``wsgi.input``), the event and message keys, and the query string with the message appended."""
 
     def __init__(self, app: Callable, base_env: dict, cfg: WSConfig) -> None:
         self.app, self.base, self.cfg = app, base_env, cfg
         self.prefix = _query_prefix(base_env.get("QUERY_STRING", ""), cfg.varnames[0]) if cfg.varnames else ""
         base_env["CONTENT_LENGTH"] = "0"
+        base_env["wsgi.input"] = EMPTY_BODY     # stateless: one serves every call
 
     def __call__(self, event: Any, message: Any, sender: Any) -> Any:
         env = self.base.copy()
         env["websocket.event"] = event
         env["websocket"] = sender
         env["websocket.message"] = message
-        env["wsgi.input"] = io.BytesIO()
         if self.prefix:
             raw = message if message.__class__ is str or message.__class__ is bytes else \
                 enc.encode(self.cfg.encoding, message)
