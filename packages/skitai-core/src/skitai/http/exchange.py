@@ -339,8 +339,8 @@ class H1Exchange(BaseExchange):
             data = body
             self.bytes_out = len(head)
         self.bytes_out += len(data)
-        self.proto.transport.write(data)
-        self.proto.response_done(self)
+        proto.batch.write(proto.transport, data)        # with the other answers of this loop turn
+        proto.response_done(self)
 
     # ---- streams ---------------------------------------------------------------------------------
     def start(self, status: int, headers: list[tuple[str, str]], reason: str | None = None) -> None:

@@ -49,6 +49,7 @@ from . import accesslog, clock, sendfile
 from .errors import BadRequest, BodyTooLarge, ClientDisconnected, error_page, status_line
 from .exchange import DONE, IDLE, STREAMING, H1Exchange
 from .request import EMPTY_BODY, Body, Headers, Request, split_target, valid_host
+from .writebatch import batch_for
 
 if TYPE_CHECKING:
     from .accept import ConnectionCount
@@ -76,7 +77,7 @@ class H1Protocol(asyncio.Protocol):
                  "_fatal_request",
                  "_leftover", "_framing", "_priming", "_first", "_pre", "_in_head", "_in_chunks", "_in_tail",
                  "_head_bytes", "_chunk_mark",
-                 "_head_began", "_unsent", "_url", "_hdrs", "_max_pipelined", "__weakref__")
+                 "_head_began", "_unsent", "_url", "_hdrs", "_max_pipelined", "batch", "__weakref__")
 
     def __init__(self, state: ServerState) -> None:
         self.state = state
@@ -85,6 +86,7 @@ class H1Protocol(asyncio.Protocol):
         self.limits = state.config.limits
         self.dispatch = state.dispatch
         self.transport: Any = None
+        self.batch = batch_for(self.loop)             # whole answers of one loop turn leave together
         self.parser: Any = None
         self.queue: deque[H1Exchange] = deque()
         self.active: H1Exchange | None = None
@@ -162,6 +164,7 @@ class H1Protocol(asyncio.Protocol):
         """The client sends nothing more: a request still coming in is abandoned; answers already in
         progress may finish (half-close), then the connection closes."""
         self.peer_eof = True
+        self.flush_held()                # returning False closes the transport: after what it was given
         rec = self.receiving
         if rec is not None or self._in_head:
             if rec is not None:
@@ -246,6 +249,7 @@ class H1Protocol(asyncio.Protocol):
         elif self.active is None and not self.queue:
             if idle > lim.keep_alive:
                 if not self.transport.is_closing():
+                    self.flush_held()
                     self.transport.close()
                 elif idle > lim.keep_alive + lim.network_timeout:   # a TLS close the client never answers
                     self.transport.abort()
@@ -512,6 +516,7 @@ class H1Protocol(asyncio.Protocol):
 
     def _send_continue(self, ex: H1Exchange) -> None:
         if ex.state == IDLE and not ex.closed and not self.closing and ex.request.body.received == 0:
+            self.flush_held()
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     # ---- dispatch --------------------------------------------------------------------------------
@@ -548,6 +553,7 @@ class H1Protocol(asyncio.Protocol):
             self._dispatching = False
 
     def _run(self, ex: H1Exchange) -> None:
+        self.flush_held()                # an earlier answer held in the batch goes before this one's bytes
         handler = self.dispatch
         if ex.request.upgrade:
             handler = self.state.upgrades.get(ex.request.upgrade, handler)
@@ -584,6 +590,7 @@ class H1Protocol(asyncio.Protocol):
         self.parser = None
         self.queue.clear()
         if self.transport is not None:
+            self.flush_held()
             self.transport.close()
 
     def response_done(self, ex: H1Exchange) -> None:
@@ -619,6 +626,12 @@ class H1Protocol(asyncio.Protocol):
         return not 0 <= left <= _DRAIN_MAX
 
     # ---- errors and closing ----------------------------------------------------------------------
+    def flush_held(self) -> None:
+        """Write what the loop turn's batch holds for this connection, before bytes that do not pass
+        through it (another answer's, a ``100 Continue``) or a close."""
+        if self.transport is not None:
+            self.batch.drain(self.transport)
+
     def _reject(self, status: int, detail: str) -> None:
         """Bad input: stop parsing; answer ``status`` after the requests before it, then close."""
         parser = self.parser
@@ -640,6 +653,7 @@ class H1Protocol(asyncio.Protocol):
                     rec.closed = True           # the handler's own answer, if any, is dropped
                 else:
                     rec.closed = True
+                    self.flush_held()
                     self.transport.close()
                 return
             try:
@@ -670,6 +684,7 @@ class H1Protocol(asyncio.Protocol):
         self._fatal = None
         body = error_page(status, detail)
         head = status_line(status) + clock.SERVER_DATE + _CLOSE_HEADERS + b"Content-Length: %d\r\n\r\n" % len(body)
+        self.flush_held()
         self.transport.write(head + body)
         request, self._fatal_request = self._fatal_request, None
         if request is not None and accesslog.enabled:
@@ -690,6 +705,7 @@ class H1Protocol(asyncio.Protocol):
         t = self.transport
         if t is None or t.is_closing():
             return
+        self.flush_held()
         if self.peer_eof:
             t.close()
             return
@@ -723,6 +739,7 @@ class H1Protocol(asyncio.Protocol):
         self.closing = True
         self.state.connections.discard(self)
         t = self.transport
+        self.flush_held()                # the 101 (or the last answer) before the new protocol's bytes
         proto = protocol_factory()
         if getattr(proto, "conn_no", None) == 0:       # HTTP/2 keeps this connection's number (GTIDs)
             proto.conn_no = self.conn_no

@@ -161,6 +161,7 @@ def _close_idle(conn: H1Protocol, abort_tls: bool = False) -> None:
     if abort_tls and conn.scheme == "https" and t.is_closing():
         t.abort()
     else:
+        conn.flush_held()                # its last answer may still be held in the loop turn's batch
         t.close()
 
 

@@ -154,6 +154,11 @@ class WebSocketProtocol(asyncio.Protocol):
         self._writable.set()
         self._finish(self.close_code or CloseReason.ABNORMAL_CLOSURE)
 
+    def eof_received(self) -> None:
+        """The peer sends nothing more: the transport closes itself, after the replies held for it."""
+        if self.transport is not None:
+            self._drain(self.transport)
+
     def pause_writing(self) -> None:
         """The client reads slower than we write: stop reading its messages (their answers would pile up)
         and cut it if it stays so for ``network_timeout``."""
