@@ -7,7 +7,7 @@ import socket
 
 from wsproto.events import CloseConnection, TextMessage
 
-from skitai.http.writebatch import WriteBatch
+from skitai.http.writebatch import SAME_TURN, WriteBatch
 from tests.skitai_core.h2ws_support import ws_app, ws_events, ws_frame, ws_raw
 from tests.support.server import ServerThread
 
@@ -46,6 +46,20 @@ def test_a_lone_connection_writes_at_once():
             assert a.received == b"012"[:i + 1]          # no loop hop for a single connection
             await _next_turn()
         assert not batch.batching
+    asyncio.run(main())
+
+
+def test_connections_answered_a_while_apart_each_write_at_once():
+    # two clients taking turns at a low rate (one request each, some time apart): neither is batching
+    # company for the other, so no answer waits for a loop hop
+    async def main():
+        batch, a, b = WriteBatch(asyncio.get_running_loop()), Sink(), Sink()
+        for i in range(3):
+            for sink in (a, b):
+                await asyncio.sleep(SAME_TURN * 5)
+                batch.write(sink, b"%d" % i)
+                assert sink.received.endswith(b"%d" % i)
+                assert not batch.batching
     asyncio.run(main())
 
 

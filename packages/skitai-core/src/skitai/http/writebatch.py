@@ -7,29 +7,35 @@ to the end of the turn, the replies leave in one burst and the peer wakes once f
 on WebSocket echo with 50 clients: about a quarter more messages per second (docs/benchmarks.md).
 
 A lone connection would only pay a loop hop for it, so batching starts when two different connections
-write one after the other, and stops at the first turn that had one connection to flush. Writes of one
-connection keep their order: once it has bytes held here, its later writes queue behind them; before
-its transport is closed, ``drain`` writes what is held.
+write one after the other within ``SAME_TURN`` seconds (asyncio has no per-turn hook, so time stands in
+for "this turn": connections answered one by one, a while apart, are each written at once), and stops at
+the first turn that had one connection to flush. Writes of one connection keep their order: once it has
+bytes held here, its later writes queue behind them; before its transport is closed, ``drain`` writes
+what is held.
 """
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
 from typing import Any
 
 Transport = Any     # an asyncio.Transport: write, writelines, is_closing
+SAME_TURN = 0.001   # two connections writing closer than this are taken to be answered in one loop turn
+_monotonic = time.monotonic
 
 
 class WriteBatch:
     """One per event loop; every method runs on the loop's thread."""
 
-    __slots__ = ("loop", "held", "batching", "last", "__weakref__")
+    __slots__ = ("loop", "held", "batching", "last", "since", "__weakref__")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.held: dict[Transport, list[bytes]] = {}
         self.batching = False
         self.last = 0                     # id() of the transport written last, while not batching
+        self.since = 0.0                  # when it became the last one (read only when another writes)
 
     def write(self, transport: Transport, data: bytes) -> None:
         held = self.held
@@ -39,8 +45,12 @@ class WriteBatch:
             return
         if not self.batching:
             key = id(transport)
-            if self.last == key or not self.last:
-                self.last = key
+            if self.last == key:          # the lone connection's every write: no clock read
+                transport.write(data)
+                return
+            now = _monotonic()
+            if not self.last or now - self.since > SAME_TURN:
+                self.last, self.since = key, now
                 transport.write(data)
                 return
             self.batching = True
