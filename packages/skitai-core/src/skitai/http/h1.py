@@ -5,8 +5,8 @@ dispatched one at a time, in arrival order (pipelining: later requests wait in a
 pauses when it is full). Request bodies stream into a bounded ``Body``; reading pauses while it is full.
 
 Checks llhttp does not do itself are added here: only HTTP/1.0 and 1.1 (505 otherwise), ``Transfer-Encoding``
-must be exactly ``chunked`` and only on 1.1, ``Host`` required once on 1.1, size limits on the request line
-(414), headers (431) and body (413, also while a chunked body streams), unknown ``Expect`` (417). llhttp
+must be exactly ``chunked``, in one field, and only on 1.1, ``Host`` required once on 1.1, size limits on the
+request line (414), headers (431) and body (413, also while a chunked body streams), unknown ``Expect`` (417). llhttp
 already rejects CL+TE, duplicate or malformed Content-Length, bad chunk sizes, bare CR/LF, obs-fold and
 control characters. After a 4xx for bad input the answer carries ``Connection: close``, reading stops and the
 socket is closed once the client has had a moment to read it; the request log gets a line with that status.
@@ -74,7 +74,7 @@ class H1Protocol(asyncio.Protocol):
     __slots__ = ("state", "loop", "config", "limits", "dispatch", "transport", "parser", "queue", "active",
                  "receiving", "write_paused", "closing", "peer_eof", "conn_no", "req_no", "client", "server",
                  "scheme", "stamp", "lingering", "_drain_waiters", "_paused", "_dispatching", "_fatal",
-                 "_fatal_request",
+                 "_fatal_request", "_error",
                  "_leftover", "_framing", "_priming", "_first", "_pre", "_in_head", "_in_chunks", "_in_tail",
                  "_head_bytes", "_chunk_mark",
                  "_head_began", "_unsent", "_url", "_hdrs", "_max_pipelined", "batch", "__weakref__")
@@ -106,6 +106,7 @@ class H1Protocol(asyncio.Protocol):
         self._dispatching = False
         self._fatal: tuple[int, str] | None = None
         self._fatal_request: Request | None = None     # what the request log says about the bad request
+        self._error: Exception | None = None           # what a parser callback raised (see _bad)
         self._leftover: bytes | None = None            # bytes after an Upgrade request (parser stopped)
         self._framing: bytes | None = None             # body framing of an Upgrade request with a body
         self._priming = False                          # a fresh parser reads a head of ours (_body_after_head)
@@ -283,7 +284,7 @@ class H1Protocol(asyncio.Protocol):
                 return
             self._leftover = data[exc.args[0]:]
         except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__
+            cause, self._error = self._error or exc.__context__, None
             if isinstance(cause, BadRequest):
                 self._reject(cause.status, cause.detail)
             elif isinstance(cause, BodyTooLarge):
@@ -338,7 +339,7 @@ class H1Protocol(asyncio.Protocol):
     def on_url(self, url: bytes) -> None:
         self._url = self._url + url if self._url else url
         if len(self._url) > self.limits.max_request_line:
-            raise BadRequest(414, "request line too long")
+            raise self._bad(414, "request line too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # sizes and counts are checked at the end of the head (the raw byte count in data_received
@@ -346,7 +347,15 @@ class H1Protocol(asyncio.Protocol):
         hdrs = self._hdrs
         hdrs.append((name, value))
         if not self._in_head and len(hdrs) > self.limits.max_headers:
-            raise BadRequest(431, "too many request trailers")
+            raise self._bad(431, "too many request trailers")
+
+    def _bad(self, status: int, detail: str) -> BadRequest:
+        """The exception a callback raises for bad input, remembered for ``data_received``: httptools hands
+        it over only as the ``__context__`` of its ``HttpParserCallbackError``, which Python replaces when
+        ``feed_data`` runs while another exception is being handled (the pipelined bytes after an upgrade
+        request are parsed from such places), and bad input would become a 500."""
+        exc = self._error = BadRequest(status, detail)
+        return exc
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -356,12 +365,12 @@ class H1Protocol(asyncio.Protocol):
         parser = self.parser
         version = parser.get_http_version()
         if version != "1.1" and version != "1.0":
-            raise BadRequest(505, f"HTTP/{version} is not supported")
+            raise self._bad(505, f"HTTP/{version} is not supported")
         lim = self.limits
         hdrs = self._hdrs
         self._hdrs = []
         if len(hdrs) > lim.max_headers:
-            raise BadRequest(431, "too many request headers")
+            raise self._bad(431, "too many request headers")
         items = []
         host = None
         clen = te = expect = upgrade = None
@@ -379,23 +388,28 @@ class H1Protocol(asyncio.Protocol):
             if k in _INTERESTING:
                 if k == "host":
                     if host is not None:
-                        raise BadRequest(400, "more than one Host header")
+                        raise self._bad(400, "more than one Host header")
                     host = v
                 elif k == "content-length":
                     clen = v
                 elif k == "transfer-encoding":
+                    # a repeat is a list ("gzip" then "chunked" is "gzip, chunked"): checking only the last
+                    # field would accept what the single-field form refuses, and a proxy that reads the first
+                    # field frames the body differently (request smuggling)
+                    if te is not None:
+                        raise self._bad(400, "more than one Transfer-Encoding header")
                     te = v
                 elif k == "expect":
                     expect = v
                 else:
                     upgrade = v
         if size + 4 * len(hdrs) > lim.max_header_size:
-            raise BadRequest(431, "request headers too large")
+            raise self._bad(431, "request headers too large")
         if host is None:
             if version == "1.1":
-                raise BadRequest(400, "missing Host header")
+                raise self._bad(400, "missing Host header")
         elif not valid_host(host):
-            raise BadRequest(400, "the Host header is not a host and port")
+            raise self._bad(400, "the Host header is not a host and port")
         target = self._url.decode("latin-1")
         if target[:1] == "/" and "#" not in target:
             path, _, query = target.partition("?")
@@ -403,7 +417,7 @@ class H1Protocol(asyncio.Protocol):
             path, url_host, query = split_target(target)
             if url_host:
                 if not valid_host(url_host):      # absolute-form: its authority is the Host (RFC 9112 3.2.2)
-                    raise BadRequest(400, "the request target's host is not a host and port")
+                    raise self._bad(400, "the request target's host is not a host and port")
                 host = url_host
         method = parser.get_method()
         method = _METHODS.get(method) or method.decode("ascii")
@@ -417,9 +431,9 @@ class H1Protocol(asyncio.Protocol):
         has_body = False
         if te is not None:
             if version != "1.1":
-                raise BadRequest(400, "Transfer-Encoding on an HTTP/1.0 request")
+                raise self._bad(400, "Transfer-Encoding on an HTTP/1.0 request")
             if te.strip().lower() != "chunked":
-                raise BadRequest(400, "only Transfer-Encoding: chunked is accepted")
+                raise self._bad(400, "only Transfer-Encoding: chunked is accepted")
             has_body = True
             self._in_chunks = True
             self._head_bytes = -1
@@ -427,7 +441,7 @@ class H1Protocol(asyncio.Protocol):
         elif clen is not None:
             n = int(clen)          # llhttp checked the digits
             if n > limit:
-                raise BodyTooLarge(f"Content-Length {n} is over the limit of {limit} bytes")
+                raise self._bad(413, f"Content-Length {n} is over the limit of {limit} bytes")
             has_body = n > 0
         ex = H1Exchange(self, req)
         if has_body:
@@ -436,12 +450,12 @@ class H1Protocol(asyncio.Protocol):
             self.receiving = ex
             if expect is not None:
                 if expect.strip().lower() != "100-continue":
-                    raise BadRequest(417, f"unsupported expectation {expect!r}")
+                    raise self._bad(417, f"unsupported expectation {expect!r}")
                 if version == "1.1":
                     req.expect_continue = True
                     body.on_first_read = lambda: self._send_continue(ex)
         elif expect is not None and expect.strip().lower() != "100-continue":
-            raise BadRequest(417, f"unsupported expectation {expect!r}")
+            raise self._bad(417, f"unsupported expectation {expect!r}")
         if upgrade is not None and parser.should_upgrade():
             if has_body:
                 # llhttp stops at the end of an Upgrade head, body or not; a request with a body is served
@@ -485,8 +499,12 @@ class H1Protocol(asyncio.Protocol):
     def on_body(self, data: bytes) -> None:
         self._in_tail = False
         ex = self.receiving
-        if ex is not None and ex.request.body.feed(data):
-            self._pause(_PAUSE_BODY)
+        try:
+            if ex is not None and ex.request.body.feed(data):
+                self._pause(_PAUSE_BODY)
+        except BodyTooLarge as exc:
+            self._error = exc
+            raise
 
     def on_message_complete(self) -> None:
         if self._framing is not None:     # llhttp ends an Upgrade request at its head; the body comes next
