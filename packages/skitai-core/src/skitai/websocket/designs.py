@@ -290,6 +290,7 @@ class DedicatedSlots:
 
 
 DEDICATED = DedicatedSlots()
+_GONE = object()       # in a dedicated inbox: the client is gone (None is a message too: JSON null)
 
 
 class DedicatedSession:
@@ -339,7 +340,7 @@ class DedicatedSession:
             self.sender.paused = True
 
     def closed(self, code: int) -> None:
-        self.sender.inbox.put(None)
+        self.sender.inbox.put(_GONE)
         if not self.started:             # closed before its thread started: nothing else gives the slot back
             self.release()
 
@@ -354,16 +355,18 @@ class DedicatedSender(Sender):
         self._gone = False
 
     def getwait(self, timeout: float | None = None) -> Any:
-        """The next message; None when the client disconnected (or ``timeout`` seconds passed)."""
+        """The next message; None when the client disconnected (or ``timeout`` seconds passed; or the message
+        is a JSON ``null``: ``closed`` tells them apart)."""
         if self._gone:
             return None
         try:
             msg = self.inbox.get(timeout=timeout)
         except queue.Empty:
             return None
-        if msg is None:
+        if msg is _GONE:
             self._gone = True
-        elif self.paused and self.inbox.qsize() < 1 and self.ws is not None:
+            return None
+        if self.paused and self.inbox.qsize() < 1 and self.ws is not None:
             self.paused = False
             try:
                 self.ws.loop.call_soon_threadsafe(self.ws.resume)

@@ -11,9 +11,11 @@ import base64
 import binascii
 from dataclasses import dataclass, field
 
-from wsproto.extensions import Extension, PerMessageDeflate
+from wsproto.extensions import Extension
 from wsproto.handshake import server_extensions_handshake
 from wsproto.utilities import generate_accept_token
+
+from .deflate import InterleavedDeflate
 
 
 class HandshakeError(Exception):
@@ -70,7 +72,7 @@ def accept(headers, limits, over_h2: bool = False) -> Accepted:
     if limits.ws_deflate and offers:
         if not all(offer.isascii() for offer in offers):
             raise HandshakeError(400, "Sec-WebSocket-Extensions is not ASCII")
-        deflate = PerMessageDeflate()
+        deflate = InterleavedDeflate()
         agreed = server_extensions_handshake(offers, [deflate])
         if agreed:
             out.append(("Sec-WebSocket-Extensions", agreed.decode()))

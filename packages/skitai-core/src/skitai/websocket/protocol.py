@@ -295,7 +295,8 @@ class WebSocketProtocol(asyncio.Protocol):
         self.close_code = code
         try:
             self._emit(self.frames.close, code, reason)
-        except (ValueError, TypeError, OverflowError):     # a code that cannot be put in a frame
+        except Exception as e:    # not a frame (code 70000, a bytes reason): marked closed, it must not stay open
+            log.warning("websocket close(%r, %r) sent no close frame: %s", code, reason, e)
             self._shutdown()
             return
         self.loop.call_later(self.limits.network_timeout, self._shutdown)
