@@ -73,7 +73,12 @@ def call_app(app: Callable, env: dict) -> tuple[str, list[tuple[str, str]], list
 
     result = app(env, start_response)
     if result.__class__ is list:
-        items.extend(filter(None, result))
+        if items:                                 # write() was used too: its pieces come first
+            items.extend(filter(None, result))
+        elif len(result) == 1 and result[0]:      # the usual answer: taken as it is
+            items = result
+        else:
+            items = [item for item in result if item]
     else:
         try:
             for item in result:
