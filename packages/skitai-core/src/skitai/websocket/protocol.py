@@ -70,7 +70,8 @@ class WebSocketProtocol(asyncio.Protocol):
         self.loop = loop
         self.frames = FrameProtocol(client=False, extensions=extensions or [])
         self._parse = self.frames._parse_more                  # wsproto's frame generator (1.x)
-        self._unparsed = self.frames._frame_decoder.buffer.buffer  # its bytearray of unparsed bytes
+        self._unparsed = self.frames._frame_decoder.buffer.buffer  # its bytearray of unparsed bytes (never
+        # replaced: wsproto grows it with += and consumes it with del, in place)
         self.transport: asyncio.Transport | None = None
         self.closed = False               # no more sends possible
         self.close_code: int | None = None
@@ -119,7 +120,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if self._held or self._paused_by or len(data) > self._chunk:
             self._feed(self._held + data if self._held else data)
             return
-        self.frames.receive_bytes(data)
+        self._unparsed.extend(data)       # what receive_bytes() does, three calls down (wsproto's Buffer.feed)
         self._read_frames()
 
     def _feed(self, data: bytes) -> None:
