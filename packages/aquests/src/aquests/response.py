@@ -168,7 +168,7 @@ class Response:
     def text(self) -> str:
         try:
             return self.content.decode(self.encoding, "replace")
-        except LookupError:
+        except (LookupError, UnicodeError):  # unknown charset, or a codec that refuses "replace" (idna)
             return self.content.decode("utf-8", "replace")
 
     def json(self) -> Any:
@@ -202,6 +202,8 @@ class Response:
             except xmlrpc.client.Fault as fault:
                 self.error = fault
                 return None
+            except Exception:  # noqa: BLE001 - a body that is not XML-RPC after all fails in many ways
+                return self.content  # as for JSON: the bytes, not a parser's exception
         return self.content
 
     @property

@@ -80,6 +80,9 @@ class RedisProtocol(asyncio.Protocol):
                 self._fail(exc)
                 return
             if reply is NOT_READY:
+                if not pending and reader.partial:
+                    # the start of a reply nobody asked for: kept, it would answer the next request
+                    self._fail(ProtocolError("bytes after the last reply"))
                 return
             if not pending:
                 self._fail(ProtocolError("reply without a request"))

@@ -102,6 +102,11 @@ class RespReader:
             self._pos = 0
         self._buf += data
 
+    @property
+    def partial(self) -> bool:
+        """Whether bytes of a reply not yet complete have been received (an open array included)."""
+        return bool(self._stack) or self._pos < len(self._buf)
+
     def get(self) -> Any:
         """The next complete reply, or ``NOT_READY``."""
         if self._pos >= len(self._buf):

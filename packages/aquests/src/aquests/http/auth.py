@@ -5,7 +5,7 @@ import base64
 import hashlib
 import os
 from typing import Any
-from urllib.request import parse_http_list, parse_keqv_list
+from urllib.request import parse_http_list
 
 _HASHES = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256, "SHA-512-256": None}
 
@@ -60,7 +60,15 @@ class Auth:
 def parse_challenge(value: str) -> tuple[str, dict[str, str]]:
     """``'Digest realm="x", nonce="y"'`` → ``('digest', {'realm': 'x', 'nonce': 'y'})``."""
     scheme, _, rest = value.strip().partition(" ")
-    return scheme.lower(), parse_keqv_list(parse_http_list(rest)) if rest else {}
+    params = {}
+    for item in parse_http_list(rest):
+        # urllib's parse_keqv_list raises IndexError/ValueError on "realm" or "realm=": a server's
+        # malformed challenge must not raise out of the request, so such items are skipped
+        k, eq, v = item.partition("=")
+        if not eq or not v:
+            continue
+        params[k] = v[1:-1] if len(v) > 1 and v[0] == v[-1] == '"' else v
+    return scheme.lower(), params
 
 
 def digest_header(auth: Auth, challenge: dict[str, str], method: str, uri: str, nc: int = 1) -> str:

@@ -114,7 +114,8 @@ class BodyStream:
         self._wakeup()
 
     def set_exception(self, exc: BaseException) -> None:
-        self._exc = exc
+        if self._exc is None:  # the first failure is the cause; a close that follows it is not news
+            self._exc = exc
         self._wakeup()
 
     def _wakeup(self) -> None:

@@ -197,7 +197,7 @@ class Client:
                 new_method, keep = redirects.next_method(status, method)
                 if keep and not body.replayable:
                     break  # a streamed body is used up: the 3xx is the answer (the caller may send again)
-                await _discard(resp)
+                await _discard(resp, deadline)
                 history.append(resp)
                 try:
                     u = urlmod.join(u, redirects.location(resp.headers))
@@ -222,7 +222,7 @@ class Client:
                     except ValueError as exc:
                         resp.reason = f"{resp.reason} ({exc})"
                         break
-                    await _discard(resp)
+                    await _discard(resp, deadline)
                     history.append(resp)
                     continue
             break
@@ -338,11 +338,12 @@ class Client:
         st.on_done = lambda: pool.release(conn)
         return st
 
-async def _discard(resp: Response) -> None:
-    """Drain (or drop) a streamed body we are not going to hand out."""
+async def _discard(resp: Response, deadline: float) -> None:
+    """Drain (or drop) a streamed body we are not going to hand out, within the call's ``deadline``
+    (a time.monotonic() value): a trickling redirect body must not outlast the timeout."""
     if resp.stream is not None:
         try:
-            async with asyncio.timeout(5):
+            async with asyncio.timeout(max(0.0, min(5.0, deadline - time.monotonic()))):
                 resp.content = await exchange_h2.read_limited(resp.stream, 1024 * 1024)
         except (ClientError, TimeoutError, OSError):
             resp.stream.close()

@@ -44,6 +44,9 @@ async def exchange(conn: H1Connection, pool: OriginPool, method: str, u: URL, hd
     if conn.stream is not None:
         resp.stream = conn.stream
         resp.stream.timeout = tmo
+        resp.stream.on_eof = lambda: set_trailers(resp, conn.trailers)  # they come after the body
+        if conn.complete:
+            set_trailers(resp, conn.trailers)
         if conn.complete or conn.closed:
             pool.release(conn)          # the whole body came with the head (or the connection is gone)
         else:
@@ -51,8 +54,15 @@ async def exchange(conn: H1Connection, pool: OriginPool, method: str, u: URL, hd
     else:
         conn.on_idle = None
         resp.content = b"".join(conn.body) if len(conn.body) != 1 else conn.body[0]
+        set_trailers(resp, conn.trailers)
         pool.release(conn)
     return resp
+
+
+def set_trailers(resp: Response, raw: list[tuple[bytes, bytes]] | None) -> None:
+    """Fields after the body (HTTP/1.1 chunked, HTTP/2), kept apart from the head's headers."""
+    if raw:
+        resp.trailers = Headers.from_raw(list(raw))
 
 
 def request_head(method: str, u: URL, hdrs: dict[str, str], n: int | None, px: Proxy | None,

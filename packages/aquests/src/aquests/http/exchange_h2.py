@@ -8,7 +8,7 @@ from ..response import Headers, Response
 from .body import Body, BodyStream
 from .decoding import ACCEPT
 from .errors import ConnectionClosed, ProtocolError
-from .exchange_h1 import USER_AGENT
+from .exchange_h1 import USER_AGENT, set_trailers
 from .h2 import H2Connection
 from .pool import OriginPool
 from .url import URL
@@ -96,19 +96,15 @@ async def exchange(conn: H2Connection, pool: OriginPool, method: str, u: URL, hd
             resp.stream = st.body
             resp.stream.timeout = tmo
             resp.stream.on_close = st.reset if not st.ended else None
-            st.body.on_eof = lambda: _set_trailers(resp, st.trailers)
+            st.body.on_eof = lambda: set_trailers(resp, st.trailers)
             if st.ended:
-                _set_trailers(resp, st.trailers)
+                set_trailers(resp, st.trailers)
             return resp
         resp.content = await read_limited(st.body, max_body_size)
     except BaseException:
         if not st.ended:
             st.reset()
         raise
-    _set_trailers(resp, st.trailers)
+    set_trailers(resp, st.trailers)
     return resp
 
-
-def _set_trailers(resp: Response, raw: list[tuple[bytes, bytes]] | None) -> None:
-    if raw:
-        resp.trailers = Headers([(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw])

@@ -45,7 +45,9 @@ class H1Connection(asyncio.Protocol):
         self.status = 0
         self.reason = b""
         self.headers: list[tuple[bytes, bytes]] = []
+        self.trailers: list[tuple[bytes, bytes]] = []  # fields after a chunked body: never headers
         self.hsize = 0
+        self.framing = 0               # bytes read since the last body byte (chunk lines, trailers)
         self.head_bytes = 0            # bytes of the head seen on the wire (the parser holds a long line whole)
         self.body: list[bytes] = []
         self.bsize = 0
@@ -67,11 +69,13 @@ class H1Connection(asyncio.Protocol):
         busy = (self.waiter is not None and not self.waiter.done()) or (
             self.stream is not None and not self.complete)
         if busy:
-            if self.headers_done and self.until_close:
+            if self.headers_done and self.until_close and exc is None:
                 self.keep_alive = False
                 self.on_message_complete()
             elif self.headers_done:
-                self._fail(ConnectionClosed(f"server closed the connection mid-body after {self.bsize} bytes"))
+                # only a clean close ends a close-delimited body: after a reset it may be cut short
+                how = "reset" if exc is not None else "closed"
+                self._fail(ConnectionClosed(f"server {how} the connection mid-body after {self.bsize} bytes"))
             else:
                 self._fail(ConnectionClosed("server closed the connection before sending a response"))
         w = self._write_waiter
@@ -88,6 +92,7 @@ class H1Connection(asyncio.Protocol):
                 self._fail(ProtocolError(f"not an HTTP/1.x response: {bytes(data[:20])!r}"))
                 return
             self._magic += len(got)
+        in_body, before = self.headers_done, self.bsize
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError:
@@ -102,6 +107,14 @@ class H1Connection(asyncio.Protocol):
             self.head_bytes += len(data)
             if self.head_bytes > self.max_header_size + HEAD_SLACK:
                 self._fail(self._too_large())
+        elif in_body and not self.complete and not self.closed:
+            # chunk-size lines, chunk extensions and trailers carry no body bytes: httptools skips an
+            # extension and holds a trailer line whole until it ends, so an endless one would stall
+            # (or grow in memory) until the timeout; they get the head's bound instead
+            self.framing = self.framing + len(data) if self.bsize == before else 0
+            if self.framing > self.max_header_size + HEAD_SLACK:
+                self._fail(ProtocolError(f"chunk extensions or trailers exceed the {self.max_header_size}-byte "
+                                         f"header limit"))
 
     def pause_writing(self) -> None:
         self._paused_writing = True
@@ -128,8 +141,10 @@ class H1Connection(asyncio.Protocol):
         if self.hsize > self.max_header_size:
             self._cb_exc = self._too_large()
             raise self._cb_exc
-        self.headers.append((name, value))
-        if len(self.headers) > MAX_HEADER_COUNT:
+        # httptools reports trailers as headers: they are kept apart, so a trailer cannot add a
+        # Set-Cookie, Location or Content-Encoding to the head the answer was judged by
+        (self.trailers if self.headers_done else self.headers).append((name, value))
+        if len(self.headers) + len(self.trailers) > MAX_HEADER_COUNT:
             self._cb_exc = ProtocolError(f"more than {MAX_HEADER_COUNT} response header lines")
             raise self._cb_exc
 
