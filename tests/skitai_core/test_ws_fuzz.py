@@ -38,6 +38,7 @@ from skitai.websocket.designs import DEDICATED
 from skitai.websocket.protocol import CONNECTIONS
 from tests.skitai_core.h2ws_support import ws_raw
 from tests.support.server import ServerThread
+from tests.support.logs import ErrorRecords
 
 MAX = 1024                       # ws_max_message_size of the servers here
 DEFLATE = "Sec-WebSocket-Extensions: permessage-deflate\r\n"
@@ -95,23 +96,11 @@ def app(environ, start_response):
 
 
 # ---- what must not happen: logged errors, leaks -----------------------------------------------------------
-class Records(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.ERROR)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def take(self) -> list[str]:
-        out = [f"{r.name}: {r.getMessage()}" + (" (traceback)" if r.exc_info else "") for r in self.records]
-        self.records.clear()
-        return out
 
 
 @pytest.fixture(scope="module")
 def logged():
-    handler = Records()
+    handler = ErrorRecords()
     loggers = [logging.getLogger(n) for n in ("skitai", "asyncio")]
     for lg in loggers:
         lg.addHandler(handler)
@@ -156,7 +145,7 @@ def dedicated_threads() -> int:
     return sum(1 for t in threading.enumerate() if t.name.startswith("ws-dedicate-"))
 
 
-def settle(srv: ServerThread, logged: Records, open_: int = 0, slots: int = 0, threads: int = 0,
+def settle(srv: ServerThread, logged: ErrorRecords, open_: int = 0, slots: int = 0, threads: int = 0,
            expected_errors: tuple[str, ...] = ()) -> None:
     """Connections, dedicated slots and threads back to the baseline; nothing unexpected logged; a fresh
     ``websockets`` client served."""

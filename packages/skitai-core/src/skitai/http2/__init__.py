@@ -27,7 +27,8 @@ def h2c_upgrade(exchange: Any) -> Any:
     settings = settings.strip()
     settings += "=" * (-len(settings) % 4)      # base64url without padding (RFC 7540 3.2.1)
     try:
-        payload = base64.urlsafe_b64decode(settings)
+        # validate: the lenient decoder drops characters outside the alphabet, so "!!!" read as no settings
+        payload = base64.b64decode(settings, altchars=b"-_", validate=True)
     except (ValueError, binascii.Error):
         payload = b"?"                           # not a whole number of 6-byte entries: broken
     if not _settings_ok(payload):

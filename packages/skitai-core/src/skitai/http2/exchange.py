@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from typing import IO, Any
 
+from h2.stream import StreamState
+
 from skitai.http import accesslog, clock
 from skitai.http.errors import ClientDisconnected, HeaderError
 from skitai.http.exchange import (DONE, FIELD_NAMES, HOP_BY_HOP, IDLE, STREAMING, BaseExchange, field_name,
@@ -276,6 +278,11 @@ class H2Exchange(BaseExchange):
         protocol = protocol_factory()
         self.tunnel = StreamTransport(self, protocol)
         protocol.connection_made(self.tunnel)
+        stream = self.proto.conn.streams.get(self.stream_id)
+        if stream is not None and stream.state_machine.state is StreamState.HALF_CLOSED_REMOTE:
+            # the client ended its side before the protocol was on the stream: that END_STREAM found no
+            # tunnel to tell, and nothing more will come
+            self.loop.call_soon(self.tunnel.peer_ended)
         return protocol
 
     # -- from the protocol ----------------------------------------------------------------------

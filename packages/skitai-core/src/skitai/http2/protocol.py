@@ -22,7 +22,7 @@ from h2.connection import ConnectionInputs, H2Connection
 from h2.errors import ErrorCodes
 from h2.events import (ConnectionTerminated, DataReceived, RemoteSettingsChanged, RequestReceived,
                        StreamEnded, StreamReset, TrailersReceived, WindowUpdated)
-from h2.exceptions import InvalidBodyLengthError, ProtocolError, StreamClosedError
+from h2.exceptions import FrameTooLargeError, InvalidBodyLengthError, ProtocolError, StreamClosedError
 from h2.frame_buffer import FrameBuffer
 from h2.settings import SettingCodes, Settings
 from h2.stream import H2Stream, StreamInputs, StreamState
@@ -91,10 +91,20 @@ class _Frames(FrameBuffer):
     """h2's inbound frame buffer, except for a WINDOW_UPDATE of increment 0 on a stream: hyperframe
     rejects it while parsing, which h2 turns into a connection error, but RFC 9113 6.9 makes it a stream
     error. Such a frame is taken off the buffer here and handed on with its increment of 0 (see
-    ``_Connection._receive_window_update_frame``); on stream 0 it still goes to hyperframe's check."""
+    ``_Connection._receive_window_update_frame``); on stream 0 it still goes to hyperframe's check.
+    Frame sizes are checked on the frame header (FRAME_SIZE_ERROR), before the payload is buffered."""
 
     def __next__(self) -> Any:
         data = self._data
+        if len(data) >= 9:
+            # h2 checks a frame's length only once the whole frame is buffered: refuse an oversized one on
+            # its header, not after up to 16 MiB of payload (RFC 9113 4.2)
+            length = int.from_bytes(data[:3], "big")
+            if length > self.max_frame_size:
+                raise FrameTooLargeError(f"frame of {length} bytes, over {self.max_frame_size}")
+            if length and data[3] == 0x4 and data[4] & 0x1:
+                # hyperframe says PROTOCOL_ERROR; RFC 9113 6.5 says FRAME_SIZE_ERROR
+                raise FrameTooLargeError("SETTINGS acknowledgement with a payload")
         if len(data) >= 13 and data[3] == 0x8 and data[:3] == b"\x00\x00\x04" \
                 and not int.from_bytes(data[9:13], "big") & 0x7FFFFFFF:
             sid = int.from_bytes(data[5:9], "big") & 0x7FFFFFFF
@@ -310,6 +320,8 @@ class H2Protocol(asyncio.Protocol):
             return
         try:
             for event in events:
+                if self.transport is None or self.transport.is_closing():
+                    break                 # an abuse limit closed the connection meanwhile
                 handler = self._handlers.get(type(event))
                 if handler is not None:
                     handler(self, event)
@@ -321,6 +333,11 @@ class H2Protocol(asyncio.Protocol):
 
     def _on_request(self, event: RequestReceived) -> None:
         sid = event.stream_id
+        stream = self.conn.streams.get(sid)
+        if stream is None or stream.closed:
+            # reset in the same read, by the client's RST_STREAM or by h2 for a malformed frame after the
+            # HEADERS: nothing to answer, and resetting it again would raise (its StreamReset follows)
+            return
         if self.closing or len(self.exchanges) >= self.limits.h2_max_concurrent_streams:
             self.conn.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
             return
@@ -329,6 +346,7 @@ class H2Protocol(asyncio.Protocol):
         except ValueError as e:
             log.info("HTTP/2 bad request headers from %s: %s", self.client[0], e)
             self.conn.reset_stream(sid, ErrorCodes.PROTOCOL_ERROR)
+            self._stream_error()
             return
         authority = pseudo.get(":authority") or next((v for n, v in headers if n == "host"), None)
         method, upgrade = pseudo.get(":method", "GET"), ""
@@ -444,6 +462,7 @@ class H2Protocol(asyncio.Protocol):
             pseudo, trailers = check_request(event.headers, trailers=True)
         except ValueError:
             self.reset(ex, ErrorCodes.PROTOCOL_ERROR)
+            self._stream_error()
             return
         ex.request_trailers = trailers
 
@@ -454,6 +473,16 @@ class H2Protocol(asyncio.Protocol):
         if ex is not None:
             ex.reset()
             self._close_if_drained()
+        if not event.remote_reset:
+            self._stream_error()          # h2 reset it for a frame of the client's
+
+    def _stream_error(self) -> None:
+        """The client made us reset a stream (a malformed request, a frame its stream may not get). Such
+        resets free a stream slot as fast as the client's own RST_STREAM ("MadeYouReset", CVE-2025-8671), so
+        they count toward the same rapid-reset limit."""
+        if self.guard.resets.hit():
+            log.warning("HTTP/2 too many stream errors from %s: GOAWAY ENHANCE_YOUR_CALM", self.client[0])
+            self.goaway(ErrorCodes.ENHANCE_YOUR_CALM, "too many stream errors")
 
     def _on_window(self, event: WindowUpdated) -> None:
         if event.stream_id:
@@ -592,9 +621,15 @@ class H2Protocol(asyncio.Protocol):
     def pause_writing(self) -> None:
         self.write_paused = True
         self._paused_since = time.monotonic()
+        # a client that does not read must not make us queue without bound: many of its frames oblige an
+        # answer (RST_STREAM on a closed stream, acks, whole responses). Read it again once it catches up
+        if self.transport is not None:
+            self.transport.pause_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
         w, self._write_waiter = self._write_waiter, None
         if w is not None and not w.done():
             w.set_result(None)

@@ -46,12 +46,15 @@ class StreamTransport(asyncio.Transport):
             self.close()
 
     def lost(self, exc: Exception | None = None) -> None:
-        """The stream is gone (reset, connection lost, or both sides ended): tell the protocol once."""
+        """The stream is gone (reset, connection lost, or both sides ended): tell the protocol once, on the
+        next loop turn as asyncio's transports do. This may run inside the protocol's own ``write()`` (the
+        stream was reset before the bytes could go), where the protocol can hold a lock its
+        ``connection_lost`` takes."""
         if self._lost:
             return
         self._lost = True
         self._closing = True
-        self.protocol.connection_lost(exc)
+        self.h2.loop.call_soon(self.protocol.connection_lost, exc)
 
     # -- asyncio.Transport ----------------------------------------------------------------------
     def get_extra_info(self, name: str, default: Any = None) -> Any:
