@@ -173,7 +173,7 @@ class RespReader:
         kind = buf[pos]
         line, pos = self._line(pos + 1)
         if kind == 36:  # $ bulk string
-            n = self._int(line)
+            n = self._int(line, b"$")
             if n < 0:
                 if n != -1:
                     raise ProtocolError(f"bulk string length {n}: only -1 (nil) may be negative")
@@ -189,9 +189,9 @@ class RespReader:
         if kind == 43:  # + simple string
             return False, line.decode("utf-8", "replace"), pos
         if kind == 58:  # : integer
-            return False, self._int(line), pos
+            return False, self._int(line, b":"), pos
         if kind == 42:  # * array
-            n = self._int(line)
+            n = self._int(line, b"*")
             if n < 0:
                 if n != -1:
                     raise ProtocolError(f"array length {n}: only -1 (nil) may be negative")
@@ -204,8 +204,10 @@ class RespReader:
         raise ProtocolError(f"unknown RESP type byte {bytes([kind])!r}")
 
     @staticmethod
-    def _int(line: bytes) -> int:
-        try:
+    def _int(line: bytes, kind: bytes) -> int:
+        # RESP numbers are an optional "-" and ASCII digits (all bytes.isdigit() accepts);
+        # int() alone would also take "1_0", " 7 " and "+2"
+        if line.isdigit() or line[:1] == b"-" and line[1:].isdigit():
             return int(line)
-        except ValueError:
-            raise ProtocolError(f"bad integer in reply: {line[:40]!r}") from None
+        raise ProtocolError(f"bad integer in reply header {kind + line[:40]!r}: "
+                            f"only an optional '-' and ASCII digits are allowed")

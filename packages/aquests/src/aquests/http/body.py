@@ -128,7 +128,11 @@ class BodyStream:
         self._waiter = asyncio.get_running_loop().create_future()
         try:
             if self.timeout:
-                await asyncio.wait_for(self._waiter, self.timeout)
+                try:
+                    await asyncio.wait_for(self._waiter, self.timeout)
+                except TimeoutError:
+                    raise TimeoutError(f"no bytes of the streamed response body for {self.timeout:g} s "
+                                       f"(the timeout of each read)") from None
             else:
                 await self._waiter
         finally:

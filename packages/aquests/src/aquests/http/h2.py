@@ -11,13 +11,15 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+import h2.stream
+import hyperframe.frame
 
 from .body import BodyStream
 from .errors import ClientError, ConnectionClosed, ProtocolError, Unprocessed
 from .h1 import MAX_HEADER_SIZE
 
 if TYPE_CHECKING:
-    from hyperframe.frame import GoAwayFrame  # h2's own framing
+    from hyperframe.frame import Frame, GoAwayFrame  # h2's own framing
 
 WINDOW = 4 * 1024 * 1024  # receive window we advertise, per stream and for the connection
 # PING/SETTINGS frames (each needing an answer from us) accepted while the server is not reading
@@ -25,13 +27,96 @@ WINDOW = 4 * 1024 * 1024  # receive window we advertise, per stream and for the 
 MAX_UNREAD_CONTROL = 1000
 
 
+class _MalformedMessage(h2.exceptions.ProtocolError):
+    """h2's checks of what one stream received failed: a stream error, not a connection error."""
+
+    def __init__(self, stream_id: int, cause: h2.exceptions.ProtocolError) -> None:
+        super().__init__(str(cause))
+        self.stream_id = stream_id
+        self.cause = cause
+
+
+class _CheckedStream(h2.stream.H2Stream):
+    """h2's stream, whose checks of a received response (its content-length, a HEADERS or DATA
+    frame out of order, trailers without END_STREAM, ...) raise ``_MalformedMessage``. They run
+    after the frame's connection-level processing (HPACK, connection window) is done, so the
+    message is malformed and only its stream is at fault (RFC 9113 8.1.1: a stream error)."""
+
+    __slots__ = ()  # the layout of h2's class, so that a stream h2 made can become one of these
+
+    def receive_headers(self, headers, end_stream, header_encoding):  # type: ignore[no-untyped-def]
+        try:
+            return super().receive_headers(headers, end_stream, header_encoding)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.FlowControlError):
+            raise  # h2 already sorts these into stream and connection errors
+        except h2.exceptions.ProtocolError as exc:
+            raise _MalformedMessage(self.stream_id, exc) from exc
+
+    def receive_data(self, data, end_stream, flow_control_len):  # type: ignore[no-untyped-def]
+        try:
+            return super().receive_data(data, end_stream, flow_control_len)
+        except (h2.exceptions.StreamClosedError, h2.exceptions.FlowControlError):
+            raise
+        except h2.exceptions.ProtocolError as exc:
+            raise _MalformedMessage(self.stream_id, exc) from exc
+
+
+class _StreamError(h2.events.Event):
+    """Our event: a response on ``stream_id`` was malformed and we reset that stream."""
+
+    def __init__(self, stream_id: int, error_code: int, reason: str) -> None:
+        self.stream_id = stream_id
+        self.error_code = error_code
+        self.reason = reason
+
+
 class _GoawayKeepsStreams(h2.connection.H2Connection):
-    """h2, except that the server's GOAWAY leaves the streams it will still process usable (RFC 9113 6.8).
+    """h2, except that the server's GOAWAY leaves the streams it will still process usable (RFC 9113 6.8),
+    and that a malformed response resets its stream only (RFC 9113 5.4.2).
 
     h2 closes its state machine on a GOAWAY and drops what is queued to send, so the answers to streams
     at or below the GOAWAY's last stream id would be refused as protocol errors, and our WINDOW_UPDATEs
     for them could not go out. Here the GOAWAY only becomes the ``ConnectionTerminated`` event;
-    ``H2Connection`` then fails the streams above the last id and opens no new ones."""
+    ``H2Connection`` then fails the streams above the last id and opens no new ones.
+
+    h2 raises every error its streams find as a connection error (GOAWAY, every stream failed).
+    Here the errors of one stream's message (see ``_CheckedStream``) send RST_STREAM for that
+    stream and become a ``_StreamError`` event; the connection and its other streams go on.
+    Connection errors (a header block HPACK cannot decode, flow control, a frame on a stream never
+    opened, ...) stay connection errors."""
+
+    def _begin_new_stream(self, stream_id: int, allowed_ids: h2.connection.AllowedStreamIDs) -> h2.stream.H2Stream:
+        stream = super()._begin_new_stream(stream_id, allowed_ids)
+        stream.__class__ = _CheckedStream  # the same object, with the checks above
+        return stream
+
+    def _receive_frame(self, frame: Frame) -> list[h2.events.Event]:
+        try:
+            return super()._receive_frame(frame)
+        except _MalformedMessage as exc:
+            return self._stream_error(frame, exc.stream_id, exc.cause)
+
+    def _stream_error(self, frame: Frame, sid: int, cause: h2.exceptions.ProtocolError) -> list[h2.events.Event]:
+        """Reset stream ``sid`` with the error's code; the connection goes on."""
+        code = cause.error_code
+        stream = self.streams[sid]
+        if not stream.closed:
+            self.reset_stream(sid, code)
+        else:  # h2's stream state machine closed it as it raised: send the RST_STREAM ourselves
+            stream.state_machine.stream_closed_by = h2.stream.StreamClosedBy.SEND_RST_STREAM
+            rst = hyperframe.frame.RstStreamFrame(sid)
+            rst.error_code = code
+            self._prepare_for_sending([rst])
+        # either way the stream now counts as closed by our reset: h2 ignores its frames still on the way
+        flow = getattr(frame, "flow_controlled_length", 0)
+        if flow:  # DATA nobody will read: give its share of the connection window back
+            self.acknowledge_received_data(flow, sid)
+        if isinstance(cause, h2.exceptions.InvalidBodyLengthError):
+            reason = (f"the response body does not match its content-length ({cause.expected_length} "
+                      f"bytes; {cause.actual_length} received)")
+        else:
+            reason = f"malformed response ({cause})"
+        return [_StreamError(sid, code, reason)]
 
     def _receive_goaway_frame(self, frame: GoAwayFrame) -> tuple[list, list]:
         event = h2.events.ConnectionTerminated()
@@ -209,6 +294,11 @@ class H2Connection(asyncio.Protocol):
                     return
                 st.body.feed_eof()
                 st._finish()
+        elif isinstance(ev, _StreamError):  # we reset it: the other streams and the connection go on
+            if st is not None:
+                st._fail(ProtocolError(f"HTTP/2 stream error: {ev.reason}; stream {ev.stream_id} reset "
+                                       f"({h2.errors.ErrorCodes(ev.error_code).name})"))
+            self._window.set()
         elif isinstance(ev, h2.events.StreamReset):
             if st is not None:
                 if ev.error_code == h2.errors.ErrorCodes.REFUSED_STREAM and not st.headers_fut.done():
