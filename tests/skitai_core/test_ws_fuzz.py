@@ -81,7 +81,11 @@ def app(environ, start_response):
         return []
     if path == "/ws/closer" and message.startswith("close "):    # the app closes, with the code it is sent
         code = message.split()[1]
-        ws.close(1000, b"bytes") if code == "bytes-reason" else ws.close(int(code), "bye")
+        try:
+            ws.close(1000, b"bytes") if code == "bytes-reason" else ws.close(int(code), "bye")
+        except (ValueError, TypeError) as e:        # a code or reason no close frame may carry
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [f"refused: {e}".encode()]
         start_response("200 OK", [])
         return []
     if path in ("/ws/json", "/ws/xmlrpc"):
@@ -750,15 +754,19 @@ def test_after_the_server_closes(srv0, srv2, logged, threads, name):
 
 
 @pytest.mark.parametrize("threads", [0, 2])
-@pytest.mark.parametrize("code", ["70000", "-1", "bytes-reason"])
-def test_app_close_that_cannot_be_framed(srv0, srv2, logged, threads, code, caplog):
-    """``websocket.close(70000)`` (or a bytes reason): the socket is closed without a frame, with a warning.
-    It raised to the app (a logged traceback) and left the connection marked closed but open for good: no
-    close frame, no idle timeout, nothing read."""
+@pytest.mark.parametrize("code", ["70000", "-1", "999", "1005", "1015", "5000", "bytes-reason"])
+def test_app_close_that_cannot_be_framed(srv0, srv2, logged, threads, code):
+    """``websocket.close(70000)`` (or 1005, 5000, a bytes reason): a clear exception at the app's call, the
+    connection untouched. It used to raise deep in the frame layer (a logged traceback) and leave the
+    connection marked closed but open for good; codes like 999 or 5000 went on the wire for the client to
+    reject."""
     srv = srv0 if threads == 0 else srv2
     sock, rest = connect(srv.port, "/ws/closer")
-    with caplog.at_level(logging.WARNING, "skitai.websocket"):
-        answer = talk(sock, rest, [Wire(1, b"close " + code.encode()).encode()], timeout=3)
-        assert answer.eof and answer.events == []
-        settle(srv, logged)
-    assert any("sent no close frame" in r.getMessage() for r in caplog.records)
+    answer = talk(sock, rest, [Wire(1, b"close " + code.encode()).encode(), Wire(1, b"close 1000").encode()],
+                  timeout=3, reply_close=True)
+    assert answer.eof
+    (kind, text), close = answer.events
+    assert kind == "text" and text.startswith("refused: websocket close ")
+    assert ("code" in text) if code != "bytes-reason" else ("reason must be a str" in text)
+    assert close == ("close", 1000, "bye")
+    settle(srv, logged)

@@ -89,6 +89,14 @@ class Sender:
             ws.send_threadsafe(data, wait)
 
     def close(self, code: int = NORMAL, reason: str = "") -> None:
+        """Start the close handshake. ``code`` must be one an endpoint may send (RFC 6455 7.4 and the IANA
+        registry: 1000-1003, 1007-1014, 3000-4999) and ``reason`` a str: anything else raises here, at the
+        app's call, rather than going on the wire for the client to reject."""
+        if code.__class__ is not int or not (1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999):
+            raise ValueError(f"websocket close code {code!r} cannot be sent: use 1000-1003, 1007-1014 or "
+                             f"3000-4999")
+        if not isinstance(reason, str):
+            raise TypeError(f"websocket close reason must be a str, not {type(reason).__name__}")
         ws = self.ws
         if ws is not None:
             if threading.get_ident() == self._loop_thread:
