@@ -3,7 +3,7 @@
 Each connection does sequential round trips: send one 16-byte masked text frame, wait for the echo,
 send the next, until the time is up. The client does no more work per message than parsing one frame
 header, so the server is what gets measured. Prints msg/s over all connections.
-Usage (peer venv): python ws_client.py --url ws://127.0.0.1:P/path --clients 50 --seconds 5
+Usage (peer venv): python ws_client.py --url ws://127.0.0.1:P/path --clients 50 --seconds 5 [--pause]
 """
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import base64
 import json
 import os
 import struct
+import sys
 import time
 from urllib.parse import urlsplit
 
@@ -104,7 +105,7 @@ class EchoClient(asyncio.Protocol):
         self._fail(f"connection lost: {exc}")
 
 
-async def run(url: str, clients: int, seconds: float) -> dict:
+async def run(url: str, clients: int, seconds: float, pause: bool = False) -> dict:
     u = urlsplit(url)
     host, port = u.hostname, u.port or 80
     path = u.path + (f"?{u.query}" if u.query else "") or "/"
@@ -117,6 +118,9 @@ async def run(url: str, clients: int, seconds: float) -> dict:
     failures = [r for r in opened if isinstance(r, BaseException)]
     if failures:
         return {"unavailable": f"{len(failures)}/{clients} handshakes failed: {failures[0]}"}
+    if pause:                     # cg_ws.py zeroes the server's counters here: handshakes left out
+        print("READY", flush=True)
+        await loop.run_in_executor(None, sys.stdin.readline)
     started = time.monotonic()
     stop_at = started + seconds
     for c in conns:
@@ -126,6 +130,9 @@ async def run(url: str, clients: int, seconds: float) -> dict:
     elapsed = time.monotonic() - started
     errors = sum(isinstance(r, BaseException) for r in done)
     total = sum(c.count for c in conns)
+    if pause:                     # ... and takes them here, before the closes
+        print(json.dumps({"messages": total, "rps": total / elapsed}), flush=True)
+        await loop.run_in_executor(None, sys.stdin.readline)
     for c in conns:
         if c.transport and not c.transport.is_closing():
             c.transport.write(CLOSE)
@@ -139,6 +146,8 @@ def main() -> None:
     p.add_argument("--url", required=True)
     p.add_argument("--clients", type=int, default=1)
     p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--pause", action="store_true", help="wait for a line on stdin after the handshakes and "
+                   "after the run (for tools/bench/cg_ws.py)")
     a = p.parse_args()
     try:
         import uvloop
@@ -146,7 +155,7 @@ def main() -> None:
     except ImportError:
         pass
     try:
-        result = asyncio.run(run(a.url, a.clients, a.seconds))
+        result = asyncio.run(run(a.url, a.clients, a.seconds, a.pause))
     except OSError as exc:
         result = {"unavailable": f"cannot connect: {exc}"}
     print(json.dumps(result))
