@@ -68,6 +68,9 @@ class Limits:
     h2_max_resets: int = 200                  # RST_STREAM from the client per window (rapid reset)
     h2_max_settings: int = 100                # SETTINGS frames per window
     h2_max_pings: int = 100                   # PING frames per window
+    # Frames per window that do nothing for a request (DATA on a closed stream, empty DATA, PRIORITY, unknown
+    # types, WINDOW_UPDATE past what our DATA earn, ...; docs/http2-tls-websocket.md): CVE-2019-9518 floods
+    h2_max_noop_frames: int = 1000
     h2_max_header_frames: int = 32            # HEADERS + CONTINUATION frames of one header block
     h2_header_table_size: int = 4096          # HPACK dynamic table we let the client use
     h2_window_size: int = 256 * 1024          # receive window per stream: request body buffered at most

@@ -4,6 +4,9 @@
 and counts what floods are made of: RST_STREAM (rapid reset, CVE-2023-44487), SETTINGS, PING, and the
 frames and bytes of one header block (CONTINUATION floods). A breach returns an ``Abuse`` naming the
 GOAWAY error code; the protocol then sends GOAWAY and closes this connection only.
+``NoopFrames`` counts the frames that do nothing for a request (CVE-2019-9518 and its kin); the protocol
+feeds it, since only h2's stream states tell which those are. ``FrameGuard`` also notes since when a frame
+or a header block has been left unfinished, for the protocol's timer.
 HPACK bombs are stopped by h2's own decoder limit (``max_header_list_size``), set from our Limits.
 """
 from __future__ import annotations
@@ -40,6 +43,37 @@ class _Window:
         return self.count > self.limit
 
 
+class NoopFrames:
+    """Frames that cost a parse (and often an answer) but carry no request, no progress of an answer and no
+    payload for the app: DATA on a closed or reset stream, DATA with no payload and no END_STREAM, HEADERS
+    h2 drops (a closed stream), PRIORITY, PING and SETTINGS acknowledgements we did not ask for, GOAWAY,
+    frame types we do not know, refused streams. Counted per window like the floods of ``FrameGuard``.
+
+    WINDOW_UPDATE is what a client sends as it reads our DATA, so it counts only past an allowance: each
+    DATA frame we send earns ``PER_DATA_FRAME`` of them and each stream the client opens one (a client
+    widening the stream's window at once); the unused allowance is kept up to the limit itself."""
+
+    __slots__ = ("window", "credit", "earned", "cap")
+    PER_DATA_FRAME = 4          # a stream and a connection update, twice over for clients acking in parts
+
+    def __init__(self, limit: int, span: float) -> None:
+        self.window = _Window(limit, span)
+        self.credit = self.earned = 0
+        self.cap = limit
+
+    def hit(self) -> bool:
+        return self.window.hit()
+
+    def window_update(self, data_frames_sent: int, streams: int) -> bool:
+        earned = self.PER_DATA_FRAME * data_frames_sent + streams
+        if earned != self.earned:
+            self.credit, self.earned = min(self.cap, self.credit + earned - self.earned), earned
+        if self.credit > 0:
+            self.credit -= 1
+            return False
+        return self.window.hit()
+
+
 class FrameGuard:
     """Feed it every inbound chunk; ``feed`` returns an ``Abuse`` on the first breach, else None."""
 
@@ -55,6 +89,9 @@ class FrameGuard:
         self._preface = len(PREFACE)
         self._block_frames = 0      # frames of the header block in progress (0: none)
         self._block_bytes = 0
+        self.noop = NoopFrames(limits.h2_max_noop_frames, span)
+        self.frame_since = 0.0      # when the frame now unfinished began (0: none), for network_timeout
+        self.block_since = 0.0      # when the unfinished header block began (0: none), for header_timeout
 
     def feed(self, data: bytes) -> Abuse | None:
         view = memoryview(data)
@@ -62,23 +99,30 @@ class FrameGuard:
             n = min(self._preface, len(view))
             self._preface -= n
             view = view[n:]
+        ended = False               # a frame ended in this chunk: an unfinished one began in it too
         while view:
             if self._skip:
                 n = min(self._skip, len(view))
                 self._skip -= n
                 view = view[n:]
+                ended = ended or not self._skip
                 continue
             need = 9 - len(self._head)
             self._head += bytes(view[:need])
             view = view[need:]
             if len(self._head) < 9:
-                return None
+                break
             head, self._head = self._head, b""
             length = int.from_bytes(head[:3], "big")
             self._skip = length
+            ended = ended or not length
             abuse = self._frame(head[3], head[4], length)
             if abuse:
                 return abuse
+        if not (self._head or self._skip):
+            self.frame_since = 0.0
+        elif ended or not self.frame_since:
+            self.frame_since = time.monotonic()
         return None
 
     def _frame(self, ftype: int, flags: int, length: int) -> Abuse | None:
@@ -101,4 +145,7 @@ class FrameGuard:
             return Abuse(ErrorCodes.ENHANCE_YOUR_CALM, "header block too large")
         if flags & _END_HEADERS:
             self._block_frames = self._block_bytes = 0
+            self.block_since = 0.0
+        elif self._block_frames == 1:
+            self.block_since = time.monotonic()
         return None

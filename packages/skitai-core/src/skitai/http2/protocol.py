@@ -3,7 +3,8 @@
 Three ways in: ALPN ``h2`` after TLS (``connection_made``), prior knowledge (``takeover`` with the bytes
 HTTP/1.1 already read, starting with ``PRI * HTTP/2.0``) and ``Upgrade: h2c`` (``upgrade``: the upgrading
 request becomes stream 1). Each request stream gets an ``H2Exchange`` and goes to the same ``dispatch``
-as HTTP/1.1. ``guards.FrameGuard`` watches the raw frames for floods before h2 parses them.
+as HTTP/1.1. ``guards.FrameGuard`` watches the raw frames for floods before h2 parses them; h2 then
+parses them one at a time, so a connection being closed (a limit crossed) stops the parsing of its read.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import logging
 import struct
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, NoReturn
 
 from h2.config import H2Configuration
@@ -27,7 +28,8 @@ from h2.frame_buffer import FrameBuffer
 from h2.settings import SettingCodes, Settings
 from h2.stream import H2Stream, StreamInputs, StreamState
 from hpack import Encoder, HPACKError
-from hyperframe.frame import GoAwayFrame, WindowUpdateFrame
+from hyperframe.exceptions import InvalidPaddingError
+from hyperframe.frame import Frame, GoAwayFrame, WindowUpdateFrame
 
 from skitai.http.errors import BodyTooLarge, ClientDisconnected
 from skitai.http.request import EMPTY_BODY, Body, Headers, Request, host_without_port
@@ -129,6 +131,27 @@ class _Connection(H2Connection):
     def __init__(self, config: H2Configuration) -> None:
         super().__init__(config)
         self.incoming_buffer.__class__ = _Frames     # no hook for the buffer class; _Frames adds no state
+        self.data_frames_sent = 0                    # DATA frames with a payload (they earn WINDOW_UPDATEs)
+
+    def receive_frames(self, data: bytes) -> Iterator[tuple[Frame, list]]:
+        """h2's ``receive_data``, one frame at a time: yields each frame with its events. The caller may
+        stop between frames; what is left in the buffer is then never parsed."""
+        self.incoming_buffer.add_data(data)
+        self.incoming_buffer.max_frame_size = self.max_inbound_frame_size
+        try:
+            for frame in self.incoming_buffer:
+                yield frame, self._receive_frame(frame)
+        except InvalidPaddingError as e:
+            self._terminate_connection(ErrorCodes.PROTOCOL_ERROR)
+            raise ProtocolError("Received frame with invalid padding.") from e
+        except ProtocolError as e:
+            self._terminate_connection(e.error_code)
+            raise
+
+    def send_data(self, stream_id: int, data: Any, end_stream: bool = False, pad_length: Any = None) -> None:
+        super().send_data(stream_id, data, end_stream=end_stream, pad_length=pad_length)
+        if data:
+            self.data_frames_sent += 1
 
     @property
     def open_inbound_streams(self) -> int:
@@ -200,6 +223,7 @@ class _Connection(H2Connection):
             part, rest = rest[:size], rest[size:]
             out += _frame_head(len(part), 0x9, 0x0 if rest else _END_HEADERS, stream_id) + part
         if n:
+            self.data_frames_sent += 1
             out += _frame_head(n, 0x0, _END_STREAM, stream_id) + body
             stream.outbound_flow_control_window -= n
             self.outbound_flow_control_window -= n
@@ -208,6 +232,26 @@ class _Connection(H2Connection):
 
 _HEAD = struct.Struct(">HBBBL")          # a frame header: 24-bit length, type, flags, stream id
 _END_STREAM, _END_HEADERS = 0x1, 0x4
+_DATA, _HEADERS, _RST, _SETTINGS, _PING, _WINDOW_UPDATE = 0x0, 0x1, 0x3, 0x4, 0x6, 0x8
+# Events of one read are handled in batches of about this many, between which h2 parses on: within a batch
+# a stream reset by a later frame is seen as reset (as when h2 parsed the whole read first), and a limit a
+# handler finds crossed (resets, refused streams) leaves the frames after its batch unparsed
+_BATCH = 64
+
+
+def _noop(frame: Frame, events: list) -> bool:
+    """True for a frame that did nothing for a request (see ``guards.NoopFrames``; WINDOW_UPDATE is
+    decided by the caller). RST_STREAM, SETTINGS and PING have limits of their own."""
+    ftype = frame.type
+    if ftype == _DATA:            # a payload for the app or the end of a request: useful; else not
+        return not any((type(e) is DataReceived and e.data) or type(e) is StreamEnded for e in events)
+    if ftype == _HEADERS:         # a request or trailers; h2 drops it silently on a closed stream
+        return not events
+    if ftype == _RST:
+        return False
+    if ftype in (_SETTINGS, _PING):
+        return "ACK" in frame.flags        # we asked for no PING ack, and for one SETTINGS ack
+    return True                   # PRIORITY, GOAWAY, unknown frame types
 
 
 def _frame_head(length: int, ftype: int, flags: int, stream_id: int) -> bytes:
@@ -243,7 +287,8 @@ class H2Protocol(asyncio.Protocol):
         self.client = ("", 0)
         self.server = ("", 0)
         self.closing = False
-        self.last_active = time.monotonic()
+        self.last_active = time.monotonic()     # the last read
+        self._idle_since = self.last_active     # when the last open stream ended (h2_idle_timeout)
         self._flush_pending = False
         self._write_waiter: asyncio.Future | None = None
         self.write_paused = False
@@ -305,31 +350,68 @@ class H2Protocol(asyncio.Protocol):
 
     # -- inbound --------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return                        # being closed: nothing more the client sent is parsed
         self.last_active = time.monotonic()
         abuse = self.guard.feed(data)
         if abuse is not None:
             log.warning("HTTP/2 %s from %s: GOAWAY %s", abuse.reason, self.client[0], abuse.code.name)
             self.goaway(abuse.code, abuse.reason)
             return
-        try:
-            events = self.conn.receive_data(data)
-        except ProtocolError as e:
-            log.info("HTTP/2 protocol error from %s: %s", self.client[0], e)
-            self._flush()
-            self._close()
+        frames = self.conn.receive_frames(data)
+        noop, batch = self.guard.noop, []
+        while True:
+            try:
+                item = next(frames, None)
+            except ProtocolError as e:
+                log.info("HTTP/2 protocol error from %s: %s", self.client[0], e)
+                self._flush()
+                self._close()
+                return
+            if item is None:
+                break
+            frame, events = item
+            if frame.type == _WINDOW_UPDATE:
+                if not (events and type(events[-1]) is StreamReset) and noop.window_update(
+                        self.conn.data_frames_sent, self.req_no):
+                    self._noop_flood("WINDOW_UPDATE")
+                    return
+            elif _noop(frame, events) and noop.hit():
+                self._noop_flood(type(frame).__name__)
+                return
+            if events:
+                batch += events
+                if len(batch) >= _BATCH:
+                    if not self._handle(batch):
+                        return
+                    if self.transport is None or self.transport.is_closing():
+                        self._flush()
+                        return            # the frames after these are left unparsed
+                    batch = []
+        if batch and not self._handle(batch):
             return
+        self._flush()
+
+    def _handle(self, events: list) -> bool:
+        """Run the handlers of ``events``; False when one failed (a bug of ours: the connection is gone)."""
+        handlers = self._handlers
         try:
             for event in events:
                 if self.transport is None or self.transport.is_closing():
                     break                 # an abuse limit closed the connection meanwhile
-                handler = self._handlers.get(type(event))
+                handler = handlers.get(type(event))
                 if handler is not None:
                     handler(self, event)
         except Exception:                 # a bug of ours must cost this connection only
             log.exception("HTTP/2 connection from %s failed", self.client[0])
             self.goaway(ErrorCodes.INTERNAL_ERROR)
-            return
-        self._flush()
+            return False
+        return True
+
+    def _noop_flood(self, kind: str) -> None:
+        log.warning("HTTP/2 flood of frames that do nothing (last: %s) from %s: GOAWAY ENHANCE_YOUR_CALM",
+                    kind, self.client[0])
+        self.goaway(ErrorCodes.ENHANCE_YOUR_CALM, "too many frames that do nothing")
 
     def _on_request(self, event: RequestReceived) -> None:
         sid = event.stream_id
@@ -340,6 +422,8 @@ class H2Protocol(asyncio.Protocol):
             return
         if self.closing or len(self.exchanges) >= self.limits.h2_max_concurrent_streams:
             self.conn.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
+            if self.guard.noop.hit():     # a client that ignores our limit: its requests do nothing
+                self._noop_flood("refused HEADERS")
             return
         try:
             pseudo, headers = check_request(event.headers)
@@ -472,6 +556,8 @@ class H2Protocol(asyncio.Protocol):
         ex = self.exchanges.pop(event.stream_id, None)
         if ex is not None:
             ex.reset()
+            if not self.exchanges:
+                self._idle_since = time.monotonic()
             self._close_if_drained()
         if not event.remote_reset:
             self._stream_error()          # h2 reset it for a frame of the client's
@@ -557,6 +643,8 @@ class H2Protocol(asyncio.Protocol):
 
     def stream_done(self, ex: H2Exchange) -> None:
         self.exchanges.pop(ex.stream_id, None)
+        if not self.exchanges:
+            self._idle_since = time.monotonic()
         body = ex.request.body
         if body is not EMPTY_BODY and not body.complete and not ex.closed:
             # answered before the whole body came: stop the upload (RFC 9113 8.1)
@@ -578,6 +666,8 @@ class H2Protocol(asyncio.Protocol):
     def reset(self, ex: H2Exchange, code: ErrorCodes) -> None:
         ex.reset()
         self.exchanges.pop(ex.stream_id, None)
+        if not self.exchanges:
+            self._idle_since = time.monotonic()
         try:
             self.conn.reset_stream(ex.stream_id, code)
         except ProtocolError:
@@ -628,6 +718,11 @@ class H2Protocol(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.write_paused = False
+        guard = self.guard                # the client's unfinished frame waited on us meanwhile
+        if guard.frame_since or guard.block_since:
+            now = time.monotonic()
+            guard.frame_since = guard.frame_since and now
+            guard.block_since = guard.block_since and now
         if self.transport is not None and not self.transport.is_closing():
             self.transport.resume_reading()
         w, self._write_waiter = self._write_waiter, None
@@ -687,9 +782,10 @@ class H2Protocol(asyncio.Protocol):
         self.resume_writing()
         CONNECTIONS.discard(self)
 
-    # -- timers: idle connections and zero-window stalls ------------------------------------------
+    # -- timers: idle connections, unfinished frames and zero-window stalls ------------------------
     def _schedule(self) -> None:
-        step = max(0.05, min(self.limits.network_timeout, self.limits.h2_idle_timeout) / 4)
+        limits = self.limits
+        step = max(0.05, min(limits.network_timeout, limits.h2_idle_timeout, limits.header_timeout) / 4)
         self._timer = self.loop.call_later(step, self._tick)
 
     def _body_stalled(self, ex: H2Exchange) -> None:
@@ -721,6 +817,15 @@ class H2Protocol(asyncio.Protocol):
             log.warning("HTTP/2 client %s stopped reading: connection aborted", self.client[0])
             self.transport.abort()
             return
+        guard = self.guard
+        if not self.write_paused and (
+                (guard.block_since and now - guard.block_since > limits.header_timeout)
+                or (guard.frame_since and now - guard.frame_since > limits.network_timeout)):
+            # a request head (HEADERS and CONTINUATION) must be whole within header_timeout, as on
+            # HTTP/1.1, and any other frame within network_timeout; bytes trickled in do not restart that
+            log.info("HTTP/2 client %s left a frame unfinished: GOAWAY", self.client[0])
+            self.goaway(ErrorCodes.NO_ERROR, "frame not completed in time")
+            return
         for ex in list(self.exchanges.values()):
             since = ex.outbox.blocked_since
             if since and now - since > limits.network_timeout:
@@ -737,7 +842,10 @@ class H2Protocol(asyncio.Protocol):
                 ex.credit.active = now             # we hold the window: the client cannot send
             elif now - ex.credit.active > limits.network_timeout:
                 self._body_stalled(ex)
-        if not self.exchanges and now - self.last_active > limits.h2_idle_timeout:
+        if self.exchanges:
+            self._idle_since = now
+        elif now - self._idle_since > limits.h2_idle_timeout:
+            # time without an open stream: PING, SETTINGS, WINDOW_UPDATE or trickled bytes do not reset it
             self.shutdown()
             return
         self._schedule()
