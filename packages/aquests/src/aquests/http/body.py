@@ -124,6 +124,11 @@ class BodyStream:
             w.set_result(None)
 
     # -- consumer side --
+    @property
+    def failed(self) -> BaseException | None:
+        """The failure the next read raises (nothing is buffered before it), else None."""
+        return self._exc if not self._chunks else None
+
     async def _wait(self) -> None:
         self._waiter = asyncio.get_running_loop().create_future()
         try:

@@ -153,12 +153,12 @@ class H1Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
-        if status < 200:  # 1xx informational: wait for the real response
+        if 100 <= status < 200:  # 1xx informational: wait for the real response
             self.reason = b""
             self.headers = []
             self.hsize = 0
             return
-        if status > 599:
+        if not 100 <= status <= 599:
             # RFC 9110 15: 100-599 only; 7xx would also read as one of our own failure codes
             self._cb_exc = ProtocolError(f"invalid status code {status}")
             raise self._cb_exc
@@ -227,6 +227,8 @@ class H1Connection(asyncio.Protocol):
         if not self.headers_done or self.complete:
             return
         self.complete = True
+        if self.keep_alive and not self.parser.should_keep_alive():
+            self.keep_alive = False    # "Connection: close" in the trailers: the parser takes no more answers
         if self.stream is not None:
             # the connection goes back to the pool now: closing this finished stream later must not
             # touch it (another request may be using it by then)

@@ -272,6 +272,12 @@ class ReverseProxy:
         """Stream the member's answer to the client, then release the member."""
         stream = resp.stream
         try:
+            if stream is not None and stream.failed is not None:
+                # the body broke in the bytes that came with the head: nothing went out yet, so the
+                # client gets a 502 rather than a connection closed without a byte
+                self.answer_cut(exchange, cluster, member, stream.failed)
+                exchange.error(502, f"A member of @{self.name} answered with something that is not valid HTTP.")
+                return
             headers = forwarding.response_headers(resp.headers.items())
             reason = None if resp.status_code in REASONS else _printable(resp.reason)
             try:
@@ -288,10 +294,7 @@ class ReverseProxy:
                 except Exception as exc:      # noqa: BLE001 - cut, closed, timed out: the member failed
                     if exchange.closed:
                         return                # ... unless the client left meanwhile: not the member's fault
-                    why = str(exc) or f"nothing for {self.timeout:g} s"
-                    cluster.report(member, False, f"answer cut: {why}")
-                    log.warning("proxy %s -> @%s %s: answer cut: %s", exchange.request.path, self.name,
-                                member.address, why)
+                    self.answer_cut(exchange, cluster, member, exc)
                     exchange.abort()
                     return
                 if not chunk:
@@ -304,6 +307,15 @@ class ReverseProxy:
             if stream is not None:
                 stream.close()               # an unfinished answer drops the member's connection
             cluster.release(member)
+
+    def answer_cut(self, exchange: Any, cluster: Cluster, member: Member, exc: BaseException) -> None:
+        """Blame ``member`` for an answer that broke off (and log it)."""
+        if isinstance(exc, TimeoutError):
+            why = f"nothing for {self.timeout:g} s"
+        else:
+            why = str(exc) or type(exc).__name__
+        cluster.report(member, False, f"answer cut: {why}")
+        log.warning("proxy %s -> @%s %s: answer cut: %s", exchange.request.path, self.name, member.address, why)
 
 
 def forward_args(req: Any, member_host: str, preserve_host: bool) -> dict[str, Any]:

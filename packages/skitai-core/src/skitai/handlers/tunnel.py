@@ -64,6 +64,8 @@ class Answer:
     def on_headers_complete(self) -> None:
         self.head_done = True
         self.status = self._parser.get_status_code()
+        if not 100 <= self.status <= 599:
+            raise BadAnswer(f"invalid status code {self.status}")
         self.framed = any(k.lower() == "content-length" or (k.lower() == "transfer-encoding" and "chunked"
                                                            in v.lower()) for k, v in self.headers)
 
@@ -94,6 +96,12 @@ class Answer:
             if self._wire > MAX_HEAD + 4096:
                 raise BadAnswer(f"answer head over {MAX_HEAD} bytes")
 
+    def upgrades_to(self, protocol: str) -> bool:
+        """Whether the answer's ``Upgrade`` names ``protocol`` (a 101 must, RFC 9110 15.2.2)."""
+        wanted = protocol.strip().lower()
+        return any(k.lower() == "upgrade" and wanted in (t.strip().lower() for t in v.split(","))
+                   for k, v in self.headers)
+
     async def read(self, reader: asyncio.StreamReader, head_only: bool) -> None:
         while not (self.complete or (head_only and self.head_done)):
             data = await reader.read(PIPE_CHUNK)
@@ -105,12 +113,17 @@ class Answer:
             self.feed(data)
 
 
+def asked_protocol(req: Any) -> str:
+    """The protocol the client asks to switch to (an HTTP/2 extended CONNECT has no ``Upgrade``)."""
+    return req.headers.get("upgrade") or "websocket"
+
+
 def request_head(req: Any, target: str, member_host: str, preserve_host: bool) -> bytes:
     from .proxy import forward_args
 
     headers = forwarding.request_headers(req.headers.items(), **forward_args(req, member_host, preserve_host))
     headers["connection"] = "Upgrade"
-    headers["upgrade"] = req.headers.get("upgrade") or "websocket"
+    headers["upgrade"] = asked_protocol(req)
     if "sec-websocket-key" not in headers:
         # a WebSocket over HTTP/2 (RFC 8441) has no key; the member speaks RFC 6455 over HTTP/1.1 and wants
         # one. Frames are the same on both, so the tunnel needs nothing else (our 200 drops its Accept).
@@ -146,6 +159,8 @@ async def tunnel(proxy: Any, exchange: Any, cluster: Cluster) -> None:
             answer = Answer()
             async with asyncio.timeout(proxy.timeout):
                 await answer.read(reader, head_only=True)
+                if answer.status == 101 and not answer.upgrades_to(asked_protocol(req)):
+                    raise BadAnswer("a 101 without an Upgrade to the protocol asked for")
                 if answer.status != 101:
                     await answer.read(reader, head_only=False)
         except asyncio.CancelledError:            # shutdown while connecting: not in flight any more
@@ -178,7 +193,9 @@ async def tunnel(proxy: Any, exchange: Any, cluster: Cluster) -> None:
 async def splice(exchange: Any, answer: Answer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  done: Any) -> None:
     """Switch the client's connection to a ``Pipe`` to the member and pump the member's bytes to it."""
-    headers = [(k, v) for k, v in answer.headers if k.lower() not in ("date", "server", "content-length")]
+    named = forwarding.connection_named(v for k, v in answer.headers if k.lower() == "connection") - {"upgrade"}
+    headers = [(k, v) for k, v in answer.headers
+               if k.lower() not in ("date", "server", "content-length") and k.lower() not in named]
     try:
         pipe = exchange.upgrade(lambda: Pipe(writer), headers)
     except (ClientDisconnected, RuntimeError):
