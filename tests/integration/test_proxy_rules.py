@@ -32,6 +32,14 @@ def test_request_headers_rules():
                    "x-forwarded-host": "front.example:8080", "x-gtxn-id": "G-1", "x-ltxn-id": "2002"}
 
 
+def test_forwarding_headers_the_client_names_in_connection_are_dropped():
+    # "Connection: X-Forwarded-For" makes the client's value hop-by-hop: only our own entry goes on
+    items = [("connection", "close, X-Forwarded-For, Via"), ("x-forwarded-for", "6.6.6.6"), ("via", "1.1 fake")]
+    out = fw.request_headers(items, client_ip="9.9.9.9", scheme="http", gtxnid="G", ltxnid=1, host="m:80",
+                             forwarded_host="")
+    assert out["x-forwarded-for"] == "9.9.9.9" and out["via"] == "1.1 skitai"
+
+
 def test_response_headers_rules():
     items = [("Content-Type", "text/plain"), ("Connection", "close, X-Hop"), ("X-Hop", "1"),
              ("Keep-Alive", "5"), ("Transfer-Encoding", "chunked"), ("Proxy-Authenticate", "Basic"),

@@ -66,11 +66,13 @@ def request_headers(items: list[tuple[str, str]], *, client_ip: str, scheme: str
     via: list[str] = []
     for name, value in items:
         name = name.lower()
+        if _is_hop(name, named):      # named in Connection: meant for the last hop only, kept by none
+            continue
         if name == "x-forwarded-for":
             forwarded_for.append(value.strip())
         elif name == "via":
             via.append(value.strip())
-        if _is_hop(name, named) or name in _REWRITTEN:
+        if name in _REWRITTEN:
             continue
         if name in out:
             out[name] += ("; " if name == "cookie" else ", ") + value
