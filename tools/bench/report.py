@@ -94,7 +94,7 @@ def versions() -> list[str]:
     """What was measured, by version (read now, from the venvs the runs used)."""
     return [f"- Peers (`.peers/peers`): {_dist_versions(PEER_PY, PEER_DISTS)}",
             f"- Original (`.peers/skitai057`): {_dist_versions(OLD_PY, ['skitai', 'rs4'])}",
-            f"- Ours (`.venv`): {_dist_versions(MAIN_PY, ['skitai', 'aquests', 'h2', 'httptools', 'uvloop'])}",
+            f"- Ours (`.venv`): {_dist_versions(MAIN_PY, ['skitai', 'aquests', 'h2', 'httptools', 'uvloop', 'wsproto', 'wsaccel'])}",
             f"- Tools: {_tool_version(['nginx', '-v'])}; {_tool_version(['wrk', '-v'])}; "
             f"{_tool_version(['h2load', '--version'])}"]
 
