@@ -174,7 +174,9 @@ class H1Protocol(asyncio.Protocol):
             return False
         if self.active is None and not self.queue:
             return False
-        return True
+        # TLS cannot be half-closed by asyncio's transports: they close at the client's close_notify whatever
+        # we return, and True only gets a warning logged for every such connection
+        return self.scheme == "http"
 
     def pause_writing(self) -> None:
         self.write_paused = True

@@ -97,6 +97,15 @@ class StreamTransport(asyncio.Transport):
             ex.end()
         self.h2.loop.call_soon(self.lost, None)
 
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        """The half-close a protocol failing its peer asks for (a WebSocket after a protocol error: its CLOSE
+        frame, then nothing more read): the stream ends behind what is queued, as ``close``. Without it
+        the stream stayed open, its DATA drained, until the peer answered or ``network_timeout``."""
+        self.close()
+
     def abort(self) -> None:
         if self._lost:
             return
