@@ -197,8 +197,9 @@ class Response:
             except ValueError:
                 return self.content
         if ct in ("text/xml", "application/xml") and b"<methodResponse" in self.content[:200]:
+            from .rpc.xmlrpc import loads  # no DTD (entity bombs), bounded nesting
             try:
-                return xmlrpc.client.loads(self.content, use_builtin_types=True)[0][0]
+                return loads(self.content)[0]
             except xmlrpc.client.Fault as fault:
                 self.error = fault
                 return None

@@ -8,6 +8,7 @@ and give ``DBResponse`` objects whose documents read as attributes (``doc.name``
 from __future__ import annotations
 
 import asyncio
+import struct
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
 from .. import codes
@@ -17,6 +18,7 @@ from .pool import DEFAULT_MAXSIZE, get_pool
 from .response import DBResponse, Document
 
 try:
+    import bson.errors
     import pymongo
     import pymongo.errors
     from pymongo import AsyncMongoClient
@@ -47,6 +49,26 @@ _WIRE_WORDS = ("not longer than standard message header", "larger than server ma
                "got opcode", "got response id", "unsupported response opcode")
 
 
+# pymongo's functions reading a reply: a plain TypeError/AttributeError raised under one of them
+# comes from the shape of the server's answer, not from the caller's arguments
+_REPLY_FRAMES = frozenset(("receive_message", "unpack", "unpack_response", "_unpack_response", "_send_message",
+                           "_run_command"))
+
+
+def _malformed_reply(exc: BaseException) -> bool:
+    """True when ``exc`` is pymongo tripping over a reply that is not the wire protocol or not the
+    documents it expects (a bad length, bad BSON, a find answer without ``cursor``, ...)."""
+    if isinstance(exc, (struct.error, bson.errors.InvalidBSON, KeyError, IndexError)):
+        return True
+    if isinstance(exc, (TypeError, AttributeError)):
+        tb = exc.__traceback__
+        while tb is not None:
+            if tb.tb_frame.f_code.co_name in _REPLY_FRAMES:
+                return True
+            tb = tb.tb_next
+    return False
+
+
 def _network_code(exc: BaseException) -> int | None:
     """The code of a pymongo failure that did not come from the server's answer, else None.
 
@@ -54,7 +76,11 @@ def _network_code(exc: BaseException) -> int | None:
     a protocol error, a refused or closed connection keeps its own code, anything else (a server
     that never answers) is a timeout, not a "database error".
     """
-    if pymongo is None or not isinstance(exc, pymongo.errors.PyMongoError):
+    if pymongo is None:
+        return None
+    if _malformed_reply(exc):
+        return codes.PROTOCOL_ERROR
+    if not isinstance(exc, pymongo.errors.PyMongoError):
         return None
     text = str(exc).lower()
     if isinstance(exc, pymongo.errors.ProtocolError) or any(w in text for w in _WIRE_WORDS):
@@ -121,7 +147,11 @@ class MongoDB:
             async with asyncio.timeout(self.timeout if timeout is None else timeout):
                 data = await op(coll)
         except Exception as exc:
-            return failure(exc, url=self.url, method=method, meta=meta, code=_network_code(exc))
+            code = _network_code(exc)
+            if code == codes.PROTOCOL_ERROR and not isinstance(exc, pymongo.errors.PyMongoError):
+                # a bare KeyError/struct.error says nothing by itself: name what was wrong
+                exc = pymongo.errors.ProtocolError(f"malformed MongoDB reply ({type(exc).__name__}: {exc})")
+            return failure(exc, url=self.url, method=method, meta=meta, code=code)
         return DBResponse(data, None, url=self.url, method=method, meta=meta,
                           elapsed=loop.time() - started)
 

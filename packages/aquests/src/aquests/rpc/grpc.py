@@ -112,6 +112,7 @@ class GrpcCall:
         self.max_message_size = MAX_MESSAGE_SIZE if max_message_size is None else max_message_size
         self.deadline = deadline
         self.keep_raw = keep_raw
+        self.max_raw: int | None = None  # bound of ``raw`` (a whole call: the client's max_body_size)
         self._buf = bytearray()
         self.raw = bytearray()
         self.response: Response | None = None
@@ -196,6 +197,9 @@ class GrpcCall:
             buf += chunk
             if self.keep_raw:
                 self.raw += chunk
+                if self.max_raw is not None and len(self.raw) > self.max_raw:
+                    self.cancel()
+                    raise ProtocolError(f"gRPC replies exceed max_body_size={self.max_raw}")
 
     def __aiter__(self) -> "GrpcCall":
         return self
@@ -211,10 +215,10 @@ class GrpcCall:
         d = {k: v for k, v in src}
         if b"grpc-status" not in d:
             raise ProtocolError("gRPC response ended without grpc-status")
-        try:
-            self.status = int(d[b"grpc-status"])
-        except ValueError:
-            raise ProtocolError(f"bad grpc-status {d[b'grpc-status']!r}") from None
+        raw = d[b"grpc-status"]
+        if not (raw.isdigit() and len(raw) <= 10):  # int() would take " 5", "1_0", "+3" too
+            raise ProtocolError(f"bad grpc-status {raw!r}")
+        self.status = int(raw)
         self.message = unquote(d.get(b"grpc-message", b"").decode("utf-8", "replace"))
         if self.st.trailers:
             self.response.trailers = Headers(
@@ -308,7 +312,7 @@ async def invoke(client: Client, u: URL, method, request: Any, *, timeout: float
     try:
         async with asyncio.timeout(tmo):
             call = await open_call(client, u, method, timeout=tmo, metadata=metadata)
-            call.keep_raw = True
+            call.keep_raw, call.max_raw = True, client.max_body_size
             replies = [m async for m in _replies(call, request)]
     except GrpcError as exc:
         resp = call.response

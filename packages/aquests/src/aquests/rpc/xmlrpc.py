@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import xmlrpc.client
 from typing import Any
+from xml.parsers import expat
 
 from .. import codes
 from ..http.body import Body
@@ -18,13 +19,50 @@ def encode_call(method: str, args: tuple) -> Body:
         raise TypeError(f"cannot marshal XML-RPC arguments for {method}: {exc}") from exc
 
 
+MAX_DEPTH = 64  # arrays/structs nested in one response
+
+
+def _no_dtd(*_args: Any) -> None:
+    # XML-RPC has no use for a DTD; its entities are how a small body expands to gigabytes
+    # (expat stops "billion laughs" only after ~70 MB and seconds of the loop's time)
+    raise ValueError("a DOCTYPE is not allowed in an XML-RPC response")
+
+
+def loads(data: bytes) -> tuple:
+    """``xmlrpc.client.loads`` without DTDs (so without entity expansion) and nesting bound by MAX_DEPTH."""
+    target = xmlrpc.client.Unmarshaller(use_builtin_types=True)
+    depth = 0
+
+    def start(tag: str, attrs: Any) -> None:
+        nonlocal depth
+        if tag in ("array", "struct"):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise ValueError(f"arrays/structs nested deeper than {MAX_DEPTH}")
+        target.start(tag, attrs)
+
+    def end(tag: str) -> None:
+        nonlocal depth
+        if tag in ("array", "struct"):
+            depth -= 1
+        target.end(tag)
+
+    parser = expat.ParserCreate(None, None)
+    parser.StartElementHandler, parser.EndElementHandler = start, end
+    parser.CharacterDataHandler = target.data
+    parser.StartDoctypeDeclHandler = parser.EntityDeclHandler = _no_dtd
+    target.xml(None, None)
+    parser.Parse(data, True)
+    return target.close()
+
+
 def decode(resp: Response) -> Response:
     """Set ``data`` to the result; a Fault becomes ``error`` with a readable ``reason``."""
     if resp.status_code != 200:
         resp.data = None
         return resp
     try:
-        result = xmlrpc.client.loads(resp.content, use_builtin_types=True)[0]
+        result = loads(resp.content)
     except xmlrpc.client.Fault as fault:
         resp.data = None
         resp.error = fault
