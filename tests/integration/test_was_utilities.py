@@ -11,10 +11,11 @@ import textwrap
 import threading
 import time
 
+import pytest
 import requests
 
 from skitai import was
-from skitai.services import binding
+from skitai.services import binding, convert
 from tests.integration.was_support import front, get_json, routed
 from tests.support.apps import app_process
 
@@ -36,6 +37,25 @@ def test_converters():
     assert d["tojson"] == '{"a": [1, 2]}' and d["fromjson"] == {"b": 1} and d["fromjson_str"] == [1, "x"]
     assert d["toxml_roundtrip"] == [{"k": "v"}, 3]
     assert d["fromxml_method"] == [[5], "m.n"]
+
+
+def test_fromxml_refuses_entity_bombs_and_deep_nesting():
+    # request bodies are anyone's: a DTD's entities would expand a few hundred bytes to gigabytes
+    bomb = ('<?xml version="1.0"?><!DOCTYPE m [<!ENTITY a "aaaaaaaaaa">'
+            + "".join(f'<!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">' for i in range(8))
+            + ']><methodCall><methodName>x</methodName><params><param><value><string>&i;</string></value>'
+            '</param></params></methodCall>')
+    started = time.monotonic()
+    with pytest.raises(ValueError, match="DOCTYPE"):
+        convert.fromxml(bomb)
+    assert time.monotonic() - started < 0.5
+    inner = "<value><int>1</int></value>"
+    for _ in range(100):
+        inner = f"<value><array><data>{inner}</data></array></value>"
+    deep = f"<?xml version='1.0'?><methodCall><methodName>x</methodName><params><param>{inner}</param></params></methodCall>"
+    with pytest.raises(ValueError, match="nested deeper"):
+        convert.fromxml(deep)
+    assert convert.fromxml(deep.replace("<value><array><data>", "", 90).replace("</data></array></value>", "", 90))
 
 
 def test_log_and_traceback_go_to_the_app_log_with_the_txnid(caplog):

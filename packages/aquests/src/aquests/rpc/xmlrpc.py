@@ -28,9 +28,17 @@ def _no_dtd(*_args: Any) -> None:
     raise ValueError("a DOCTYPE is not allowed in an XML-RPC response")
 
 
-def loads(data: bytes) -> tuple:
-    """``xmlrpc.client.loads`` without DTDs (so without entity expansion) and nesting bound by MAX_DEPTH."""
-    target = xmlrpc.client.Unmarshaller(use_builtin_types=True)
+def loads(data: bytes, use_builtin_types: bool = True, use_datetime: bool = False) -> tuple:
+    """The params of an XML-RPC document, as ``xmlrpc.client.loads(...)[0]``, without DTDs (so without
+    entity expansion) and with nesting bound by MAX_DEPTH (``loads_call`` gives the method name too)."""
+    return loads_call(data, use_builtin_types, use_datetime)[0]
+
+
+def loads_call(data: bytes | str, use_builtin_types: bool = True,
+               use_datetime: bool = False) -> tuple[tuple, str | None]:
+    """``(params, methodname)``, as ``xmlrpc.client.loads``, with the guards of ``loads``: for documents
+    from anyone (a server reading requests uses it too)."""
+    target = xmlrpc.client.Unmarshaller(use_datetime=use_datetime, use_builtin_types=use_builtin_types)
     depth = 0
 
     def start(tag: str, attrs: Any) -> None:
@@ -53,7 +61,7 @@ def loads(data: bytes) -> tuple:
     parser.StartDoctypeDeclHandler = parser.EntityDeclHandler = _no_dtd
     target.xml(None, None)
     parser.Parse(data, True)
-    return target.close()
+    return target.close(), target.getmethodname()
 
 
 def decode(resp: Response) -> Response:
