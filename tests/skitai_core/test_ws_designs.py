@@ -168,6 +168,20 @@ def test_xmlrpc_encoding(srv):
         assert result == [2, 4, 6]
 
 
+def test_xmlrpc_entity_bomb_is_1007_at_once(srv):
+    # any client can send one: 9 levels of 10x entities would be 10^9 characters once expanded
+    bomb = ('<?xml version="1.0"?><!DOCTYPE m [<!ENTITY a "aaaaaaaaaa">'
+            + "".join(f'<!ENTITY {chr(98 + i)} "{("&" + chr(97 + i) + ";") * 10}">' for i in range(8))
+            + ']><methodCall><params><param><value><string>&i;</string></value></param></params></methodCall>')
+    with wsc.connect(f"ws://127.0.0.1:{srv.port}/xmlrpc") as ws:
+        started = time.monotonic()
+        ws.send(bomb)
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=10)
+        assert ws.protocol.close_rcvd.code == 1007 and "DOCTYPE" in ws.protocol.close_rcvd.reason
+        assert time.monotonic() - started < 1.0
+
+
 def test_groupchat_and_dedicate_on_http2_streams():
     """The designs do not care how the WebSocket came: two group members on streams of one HTTP/2
     connection plus one on HTTP/1.1 share a room, and WS_DEDICATE's thread talks through a stream."""

@@ -5,6 +5,8 @@ import json
 import xmlrpc.client
 from typing import Any
 
+from aquests.rpc.xmlrpc import loads_call
+
 WS_MSG_DEFAULT = None
 WS_MSG_JSON = "json"
 WS_MSG_XMLRPC = "xmlrpc"
@@ -28,7 +30,8 @@ def decode(encoding: str | None, message: str | bytes) -> Any:
     try:
         if encoding == WS_MSG_JSON:
             return json.loads(message)
-        params, _ = xmlrpc.client.loads(message)
+        # no DTD (a few hundred bytes of entities expand to gigabytes) and bounded nesting: any client sends
+        params, _ = loads_call(message, use_builtin_types=False)
     except Exception as e:            # json, expat and xmlrpc errors alike
         raise DecodeError(f"not a {encoding} message: {e}") from None
     return params[0] if len(params) == 1 else params
