@@ -72,6 +72,10 @@ class Limits:
     # types, WINDOW_UPDATE past what our DATA earn, ...; docs/http2-tls-websocket.md): CVE-2019-9518 floods
     h2_max_noop_frames: int = 1000
     h2_max_header_frames: int = 32            # HEADERS + CONTINUATION frames of one header block
+    # DATA/CONTINUATION frames per window carrying less than 64 bytes each (a 1-byte DATA flood on an open
+    # stream), beyond the few of each read and per request; bigger frames earn the allowance back. ~2900
+    # 20-byte gRPC messages back to back per window pass; each such frame costs ~20-50 us of the loop (0: off)
+    h2_max_small_frames: int = 2000
     h2_header_table_size: int = 4096          # HPACK dynamic table we let the client use
     h2_window_size: int = 256 * 1024          # receive window per stream: request body buffered at most
     h2_websocket: bool = True                 # WebSocket over HTTP/2 streams (RFC 8441 extended CONNECT)

@@ -8,6 +8,9 @@ GOAWAY error code; the protocol then sends GOAWAY and closes this connection onl
 feeds it, since only h2's stream states tell which those are. ``FrameGuard`` also notes since when a frame
 or a header block has been left unfinished, for the protocol's timer.
 HPACK bombs are stopped by h2's own decoder limit (``max_header_list_size``), set from our Limits.
+``FrameGuard`` also bounds the frames that are useful but carry next to no payload (DATA and CONTINUATION of
+a byte or so): each costs us a parse and an event whatever it carries, so past an allowance they must carry
+``SMALL_FLOOR`` bytes on average (``FrameGuard._small_frame``).
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from dataclasses import dataclass
 from h2.errors import ErrorCodes
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
-_HEADERS, _RST, _SETTINGS, _PING, _CONTINUATION = 0x1, 0x3, 0x4, 0x6, 0x9
+_DATA, _HEADERS, _RST, _SETTINGS, _PING, _CONTINUATION = 0x0, 0x1, 0x3, 0x4, 0x6, 0x9
 _ACK, _END_HEADERS = 0x1, 0x4
 
 
@@ -25,6 +28,7 @@ _ACK, _END_HEADERS = 0x1, 0x4
 class Abuse:
     code: ErrorCodes
     reason: str
+    parse: int = 0      # bytes of the chunk (the frames before the breach) to parse before the GOAWAY
 
 
 class _Window:
@@ -75,10 +79,30 @@ class NoopFrames:
 
 
 class FrameGuard:
-    """Feed it every inbound chunk; ``feed`` returns an ``Abuse`` on the first breach, else None."""
+    """Feed it every inbound chunk; ``feed`` returns an ``Abuse`` on the first breach, else None.
+
+    Small frames (``h2_max_small_frames``): DATA and CONTINUATION frames are counted with their length
+    (padding included: what the client had to send). Each counted frame owes ``SMALL_FLOOR`` bytes and pays
+    with its length; the balance owed may reach ``h2_max_small_frames`` frames' worth within a flood window.
+    Free of it: the first ``SMALL_PER_READ`` such frames of each read (frames that come as they are written,
+    a few to a read, cost what the read costs anyway: only frames in bulk are counted), and
+    ``SMALL_PER_BLOCK`` frames per header block (a request's body in one frame and an empty END_STREAM DATA).
+    Large frames earn a credit, kept up to a quarter of the limit. The balance owed is dropped (the credit kept)
+    when a window is over."""
+
+    SMALL_FLOOR = 64            # bytes a frame must carry, on average, past the allowance
+    SMALL_PER_READ = 8          # DATA/CONTINUATION frames of a read that are not counted
+    SMALL_PER_BLOCK = 2         # frames' worth of credit each header block (a request, trailers) earns
 
     def __init__(self, limits) -> None:
         span = limits.h2_flood_window
+        self.span = span
+        small = limits.h2_max_small_frames * self.SMALL_FLOOR
+        self.small_max = small or float("inf")              # 0: no limit
+        self.small_credit = small // 4 or float("inf")      # the credit kept at most
+        self.small_owed = 0         # bytes owed by the counted frames of this window (< 0: a credit)
+        self._block_credit = self.SMALL_PER_BLOCK * self.SMALL_FLOOR
+        self.small_since = time.monotonic()
         self.resets = _Window(limits.h2_max_resets, span)
         self.settings = _Window(limits.h2_max_settings, span)
         self.pings = _Window(limits.h2_max_pings, span)
@@ -100,6 +124,7 @@ class FrameGuard:
             self._preface -= n
             view = view[n:]
         ended = False               # a frame ended in this chunk: an unfinished one began in it too
+        small = 0                   # DATA/CONTINUATION frames of this chunk
         while view:
             if self._skip:
                 n = min(self._skip, len(view))
@@ -116,7 +141,17 @@ class FrameGuard:
             length = int.from_bytes(head[:3], "big")
             self._skip = length
             ended = ended or not length
-            abuse = self._frame(head[3], head[4], length)
+            ftype = head[3]
+            if ftype == _DATA or ftype == _CONTINUATION:
+                small += 1
+                if small > self.SMALL_PER_READ and self._small_frame(length):
+                    # the frames before this one are parsed first: those a limit of their own counts
+                    # (DATA on a closed stream, empty DATA) are answered as such
+                    return Abuse(ErrorCodes.ENHANCE_YOUR_CALM, "flood of small frames (frame overhead over "
+                                 "payload)", max(0, len(data) - len(view) - need))
+                if ftype == _DATA:
+                    continue
+            abuse = self._frame(ftype, head[4], length)
             if abuse:
                 return abuse
         if not (self._head or self._skip):
@@ -136,7 +171,22 @@ class FrameGuard:
             return Abuse(ErrorCodes.ENHANCE_YOUR_CALM, "PING flood")
         return None
 
+    def _small_frame(self, length: int) -> bool:
+        """Counts a DATA or CONTINUATION frame of ``length`` bytes; True past the limit."""
+        now = time.monotonic()
+        if now - self.small_since > self.span:
+            self.small_since = now
+            if self.small_owed > 0:
+                self.small_owed = 0
+        owed = max(self.small_owed, -self.small_credit) + self.SMALL_FLOOR - length
+        if owed > self.small_max:
+            return True
+        self.small_owed = owed
+        return False
+
     def _header_block(self, flags: int, length: int) -> Abuse | None:
+        if not self._block_frames:      # a new block (a request, trailers) earns credit, capped where it is used
+            self.small_owed -= self._block_credit
         self._block_frames += 1
         self._block_bytes += length
         if self._block_frames > self.max_block_frames:

@@ -355,9 +355,10 @@ class H2Protocol(asyncio.Protocol):
         self.last_active = time.monotonic()
         abuse = self.guard.feed(data)
         if abuse is not None:
-            log.warning("HTTP/2 %s from %s: GOAWAY %s", abuse.reason, self.client[0], abuse.code.name)
-            self.goaway(abuse.code, abuse.reason)
-            return
+            if not abuse.parse:
+                self._abuse(abuse)
+                return
+            data = data[:abuse.parse]     # the frames before the breach first, then the GOAWAY
         frames = self.conn.receive_frames(data)
         noop, batch = self.guard.noop, []
         while True:
@@ -390,7 +391,14 @@ class H2Protocol(asyncio.Protocol):
                     batch = []
         if batch and not self._handle(batch):
             return
+        if abuse is not None and not (self.transport is None or self.transport.is_closing()):
+            self._abuse(abuse)
+            return
         self._flush()
+
+    def _abuse(self, abuse: Any) -> None:
+        log.warning("HTTP/2 %s from %s: GOAWAY %s", abuse.reason, self.client[0], abuse.code.name)
+        self.goaway(abuse.code, abuse.reason)
 
     def _handle(self, events: list) -> bool:
         """Run the handlers of ``events``; False when one failed (a bug of ours: the connection is gone)."""
