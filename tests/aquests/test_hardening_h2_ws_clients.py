@@ -12,6 +12,7 @@ import time
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import h2.settings
 import pytest
@@ -103,6 +104,34 @@ async def test_h2_upload_into_a_window_that_never_opens_times_out(h2srv):
         t0 = time.monotonic()
         r = await s.post(url + "/", data=b"x" * 200_000)
         assert r.status_code == codes.TIMEOUT and time.monotonic() - t0 < 3, r.reason
+
+
+async def test_h2_streams_closed_unread_give_their_bytes_back_to_the_connection_window(h2srv):
+    """A stream that fails (or is closed) with body bytes buffered: those bytes count against the
+    connection's window until acknowledged. Five such 1 MiB answers overrun our 4 MiB connection window,
+    so without giving them back the next answer on the connection could never arrive."""
+    def serve(server, sid, headers):
+        path = dict(headers).get(b":path", b"")
+        server.h2.send_headers(sid, [(":status", "200")])
+        if path == b"/broken":
+            for _ in range(64):
+                room = min(16384, server.h2.local_flow_control_window(sid))
+                if room:
+                    server.h2.send_data(sid, b"x" * room)
+            server.h2.reset_stream(sid, h2.errors.ErrorCodes.INTERNAL_ERROR)
+        else:
+            body = b"fine" * 1000
+            room = min(len(body), server.h2.local_flow_control_window(sid))
+            server.h2.send_data(sid, body[:room], end_stream=room == len(body))
+    url = await h2srv.start(serve)
+    async with aquests.Session(http2=True, timeout=3) as s:
+        for _ in range(5):
+            r = await s.get(url + "/broken", stream=True)
+            await asyncio.sleep(0.05)             # the DATA and the reset arrive; nothing reads them
+            r.stream.close()
+        r = await s.get(url + "/ok")
+        assert r.status_code == 200 and r.content == b"fine" * 1000, r.reason
+        assert len(h2srv.protocols) == 1          # all on one connection
 
 
 async def test_h2_status_that_is_not_a_number_is_a_protocol_error(h2srv):

@@ -187,6 +187,12 @@ class BodyStream:
         """Stop reading; an unfinished body means the connection is dropped."""
         if not self._eof and self._exc is None:
             self._exc = ConnectionClosed("response stream closed by the caller")
+        if self._size and self._consumed:
+            # bytes nobody will read still count against the HTTP/2 connection's window: give them back,
+            # or every stream closed unread (or failed with data buffered) shrinks it for the others
+            size, self._size = self._size, 0
+            self._chunks.clear()
+            self._consumed(size)
         if self.on_close:
             cb, self.on_close = self.on_close, None
             cb()
