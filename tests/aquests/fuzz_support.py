@@ -82,12 +82,28 @@ class Server:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
-        self.srv.close()
-        self.stop.set()
-        for w in self.writers:
-            w.transport.abort()
-        # handlers end on their own (cancelling them is reported by asyncio's stream machinery)
-        await asyncio.wait_for(asyncio.gather(*self.tasks, return_exceptions=True), GOOD_TIMEOUT)
+        await shut(self)
+
+
+async def shut(server: Any) -> None:
+    """Stop a test server (``srv``, ``stop``, ``writers``, ``tasks``): its connections cut, its handlers
+    left to end on their own (cancelling them is reported by asyncio's stream machinery)."""
+    server.srv.close()
+    server.stop.set()
+    for w in server.writers:
+        w.transport.abort()
+    await asyncio.wait_for(asyncio.gather(*server.tasks, return_exceptions=True), GOOD_TIMEOUT)
+
+
+async def hang_until_more(server: Any, reader: asyncio.StreamReader) -> None:
+    """Silent until the client sends more on this connection (it took the answer as complete), then
+    return, to hang up like a server dropping an idle connection; or until the server stops."""
+    stop = asyncio.ensure_future(server.stop.wait())
+    more = asyncio.ensure_future(reader.read(1))
+    await asyncio.wait([stop, more], return_when=asyncio.FIRST_COMPLETED)
+    stop.cancel()
+    more.cancel()
+    await asyncio.gather(stop, more, return_exceptions=True)
 
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"

@@ -35,7 +35,8 @@ import aquests
 from aquests import codes
 from aquests.http.errors import ClientError
 
-from .fuzz_support import FUZZ, GOOD_TIMEOUT, SLACK, TIMEOUT, FrameReader, Server, frame, hblock, run
+from .fuzz_support import (FUZZ, GOOD_TIMEOUT, SLACK, TIMEOUT, FrameReader, Server, frame, hang_until_more,
+                           hblock, run)
 
 LIMITS = dict(max_body_size=256 * 1024, max_header_size=8 * 1024)
 
@@ -233,14 +234,7 @@ def h1_hostile(answer: dict) -> Callable:
         if answer["early"]:
             await take_request()      # what follows must not be taken for an answer to it
         if answer["after"] == "hang":
-            # silent, until the client sends another request on this connection (it took the
-            # answer as complete): then hang up, like a server dropping an idle connection
-            stop = asyncio.ensure_future(server.stop.wait())
-            more = asyncio.ensure_future(reader.read(1))
-            await asyncio.wait([stop, more], return_when=asyncio.FIRST_COMPLETED)
-            stop.cancel()
-            more.cancel()
-            await asyncio.gather(stop, more, return_exceptions=True)
+            await hang_until_more(server, reader)
         return answer["after"] == "serve"
     return hostile
 
@@ -540,13 +534,7 @@ def resp_hostile(answer: dict) -> Callable:
             for _ in range(commands):
                 await read_command(reader)
         if answer["after"] == "hang":
-            # silent until the client sends more on this connection, then hang up
-            stop = asyncio.ensure_future(server.stop.wait())
-            more = asyncio.ensure_future(reader.read(1))
-            await asyncio.wait([stop, more], return_when=asyncio.FIRST_COMPLETED)
-            stop.cancel()
-            more.cancel()
-            await asyncio.gather(stop, more, return_exceptions=True)
+            await hang_until_more(server, reader)
         return answer["after"] == "serve"
     return hostile
 

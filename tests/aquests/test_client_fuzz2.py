@@ -32,7 +32,7 @@ import aquests
 from aquests import codes, websocket
 from aquests.http.errors import ClientError
 
-from .fuzz_support import FUZZ, GOOD_TIMEOUT, SLACK, TIMEOUT, Server, run
+from .fuzz_support import FUZZ, GOOD_TIMEOUT, SLACK, TIMEOUT, Server, run, shut
 
 FAILURES = (codes.TIMEOUT, codes.REQUEST_FAILED, codes.PROTOCOL_ERROR, codes.CONNECTION_CLOSED)
 
@@ -661,11 +661,7 @@ class MongoServer:
         return self
 
     async def __aexit__(self, *exc: Any) -> None:
-        self.srv.close()
-        self.stop.set()
-        for w in self.writers:
-            w.transport.abort()
-        await asyncio.wait_for(asyncio.gather(*self.tasks, return_exceptions=True), GOOD_TIMEOUT)
+        await shut(self)
 
 
 MONGO_TIMEOUT = 0.5

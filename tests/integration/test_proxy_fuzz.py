@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
-import logging
 import socket
 import struct
 import threading
@@ -33,7 +32,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.integration.proxy_support import front
-from tests.support.logs import ErrorRecords
+from tests.support.logs import catching_errors
 
 TIMEOUT = 1.0                 # the proxy's member timeout in this module (504s take this long)
 MARK = b"EVIL"                # in every hostile answer: must never reach the client in a proxy error
@@ -268,16 +267,12 @@ def get(path: str, method: str = "GET", extra: bytes = b"") -> bytes:
 @pytest.fixture(scope="module")
 def env():
     member = Member()
-    logged = ErrorRecords()
-    root = logging.getLogger()
-    root.addHandler(logged)
     try:
-        with front([member.address], timeout=TIMEOUT, replay_limit=64 * 1024) as f:
+        with catching_errors() as logged, front([member.address], timeout=TIMEOUT, replay_limit=64 * 1024) as f:
             f.member = member
             f.logged = logged
             yield f
     finally:
-        root.removeHandler(logged)
         member.stop()
 
 

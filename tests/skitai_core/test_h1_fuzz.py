@@ -16,7 +16,6 @@ Every example must hold these invariants:
 from __future__ import annotations
 
 import base64
-import logging
 import os
 import re
 import socket
@@ -33,7 +32,7 @@ from skitai.http2 import hooks
 from skitai.router import Router
 from skitai.wsgi.handler import WSGIHandler
 from tests.support.server import ServerThread
-from tests.support.logs import ErrorRecords
+from tests.support.logs import catching_errors
 
 FUZZ = settings(max_examples=int(os.environ.get("H1_FUZZ_EXAMPLES", 45)), deadline=None,
                 derandomize=not os.environ.get("H1_FUZZ_EXAMPLES"), database=None,
@@ -73,8 +72,6 @@ def srv(tmp_path_factory):
     root = tmp_path_factory.mktemp("static")
     (root / "index.html").write_bytes(b"<p>index</p>")
     (root / "a.txt").write_bytes(b"0123456789" * 100)
-    errors = ErrorRecords()
-    logging.getLogger().addHandler(errors)
     server = ServerThread(app=app, threads=int(os.environ.get("H1_FUZZ_THREADS", 2)), network_timeout=1.0, header_timeout=2.0, keep_alive=2.0,
                           max_body_size=MAX_BODY, max_request_line=2048, max_header_size=4096)
     router = Router()
@@ -83,10 +80,8 @@ def srv(tmp_path_factory):
     server.dispatch = router
     h = hooks(server.config, router)
     server.upgrades, server.h2_prior_knowledge = h["upgrades"], h["h2_prior_knowledge"]
-    server.errors = errors
-    with server:
+    with catching_errors() as server.errors, server:
         yield server
-    logging.getLogger().removeHandler(errors)
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,6 @@ after; and no connection or stream state is left behind.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import socket
 import time
@@ -26,7 +25,7 @@ import skitai
 from skitai.http2.protocol import CONNECTIONS
 from tests.skitai_core.h2ws_support import H2Client, frames_of, h2_server, ws_app
 from tests.support.net import eventually
-from tests.support.logs import ErrorRecords
+from tests.support.logs import catching_errors
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 DATA, HEADERS, PRIORITY, RST, SETTINGS, PUSH, PING, GOAWAY, WINDOW, CONT = range(10)
@@ -70,19 +69,12 @@ def echo(environ, start_response):
 
 @pytest.fixture(scope="module")
 def srv():
-    errors = ErrorRecords()
-    loggers = [logging.getLogger("skitai"), logging.getLogger("asyncio")]
-    for logger in loggers:
-        logger.addHandler(errors)
-    try:
-        with h2_server(app=ws_app(echo, (skitai.WS_SIMPLE, 60, ("m",)), plain=plain), threads=2,
-                       h2_max_concurrent_streams=20) as s:
-            s.errors = errors
-            s.baseline = s.server.open_connections
-            yield s
-    finally:
-        for logger in loggers:
-            logger.removeHandler(errors)
+    with catching_errors("skitai", "asyncio") as errors, \
+            h2_server(app=ws_app(echo, (skitai.WS_SIMPLE, 60, ("m",)), plain=plain), threads=2,
+                      h2_max_concurrent_streams=20) as s:
+        s.errors = errors
+        s.baseline = s.server.open_connections
+        yield s
 
 
 @pytest.fixture(autouse=True)

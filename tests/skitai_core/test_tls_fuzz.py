@@ -27,13 +27,12 @@ from hyperframe.frame import Frame, PingFrame
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from skitai.config import Config
-from skitai.tls import make_ssl_context
 from tests.skitai_core.h2ws_support import h2_server, ws_app
 from tests.skitai_core.test_h1_fuzz import HIDDEN
 from tests.skitai_core.test_h2_fuzz import HAND, PING, PREFACE, PROBE, SETTINGS, Outcome, complete, frame
-from tests.support.logs import ErrorRecords
+from tests.support.logs import catching_errors
 from tests.support.net import eventually
+from tests.support.tls import server_context
 
 FUZZ = settings(max_examples=6, deadline=None, derandomize=True, database=None,
                 suppress_health_check=list(HealthCheck))
@@ -73,24 +72,12 @@ def ca():
 
 @pytest.fixture(scope="module")
 def srv(ca, tmp_path_factory):
-    leaf = ca.issue_cert("127.0.0.1", "localhost")
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = d / "cert.pem", d / "key.pem"
-    cert.write_bytes(b"".join(b.bytes() for b in leaf.cert_chain_pems))
-    key.write_bytes(leaf.private_key_pem.bytes())
-    ctx = make_ssl_context(Config(certfile=str(cert), keyfile=str(key)))
-    errors = ErrorRecords()
-    loggers = [logging.getLogger("skitai"), logging.getLogger("asyncio")]
-    for logger in loggers:
-        logger.addHandler(errors)
-    try:
-        with h2_server(app=APP, ssl=ctx, tls_handshake_timeout=HANDSHAKE_TIMEOUT, **LIMITS) as s, \
-                h2_server(app=APP, **LIMITS) as clear:
-            s.errors, s.clear, s.ca = errors, clear, ca
-            yield s
-    finally:
-        for logger in loggers:
-            logger.removeHandler(errors)
+    ctx = server_context(ca, tmp_path_factory.mktemp("tls"))
+    with catching_errors("skitai", "asyncio") as errors, \
+            h2_server(app=APP, ssl=ctx, tls_handshake_timeout=HANDSHAKE_TIMEOUT, **LIMITS) as s, \
+            h2_server(app=APP, **LIMITS) as clear:
+        s.errors, s.clear, s.ca = errors, clear, ca
+        yield s
 
 
 @pytest.fixture(autouse=True)

@@ -21,9 +21,9 @@ import trustme
 
 from skitai.config import Config, Limits
 from skitai.forward import ForwardToHTTPS
-from skitai.tls import make_ssl_context
 from tests.skitai_core.h2ws_support import H2Client, h2_server
 from tests.support.net import eventually
+from tests.support.tls import server_context
 from tests.support.server import ServerThread, raw_request
 
 BIG = 8 << 20
@@ -43,12 +43,7 @@ def ca():
 
 @pytest.fixture(scope="module")
 def server_ctx(ca, tmp_path_factory):
-    leaf = ca.issue_cert("127.0.0.1", "localhost")
-    d = tmp_path_factory.mktemp("tls")
-    cert, key = d / "cert.pem", d / "key.pem"
-    cert.write_bytes(b"".join(b.bytes() for b in leaf.cert_chain_pems))
-    key.write_bytes(leaf.private_key_pem.bytes())
-    return make_ssl_context(Config(certfile=str(cert), keyfile=str(key)))
+    return server_context(ca, tmp_path_factory.mktemp("tls"))
 
 
 def client_ctx(ca, alpn=None) -> ssl.SSLContext:

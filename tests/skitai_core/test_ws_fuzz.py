@@ -38,7 +38,7 @@ from skitai.websocket.designs import DEDICATED
 from skitai.websocket.protocol import CONNECTIONS
 from tests.skitai_core.h2ws_support import ws_raw
 from tests.support.server import ServerThread
-from tests.support.logs import ErrorRecords
+from tests.support.logs import ErrorRecords, catching_errors
 
 MAX = 1024                       # ws_max_message_size of the servers here
 DEFLATE = "Sec-WebSocket-Extensions: permessage-deflate\r\n"
@@ -104,22 +104,16 @@ def app(environ, start_response):
 
 @pytest.fixture(scope="module")
 def logged():
-    handler = ErrorRecords()
-    loggers = [logging.getLogger(n) for n in ("skitai", "asyncio")]
-    for lg in loggers:
-        lg.addHandler(handler)
     old_hook = threading.excepthook
-
-    def hook(args):                          # an exception nobody caught in a thread
-        handler.records.append(logging.LogRecord("thread", logging.ERROR, "", 0, f"uncaught {args.exc_type!r}: "
-                                                 f"{args.exc_value}", None, None))
-    threading.excepthook = hook
-    try:
-        yield handler
-    finally:
-        threading.excepthook = old_hook
-        for lg in loggers:
-            lg.removeHandler(handler)
+    with catching_errors("skitai", "asyncio") as handler:
+        def hook(args):                      # an exception nobody caught in a thread
+            handler.records.append(logging.LogRecord("thread", logging.ERROR, "", 0, f"uncaught {args.exc_type!r}: "
+                                                     f"{args.exc_value}", None, None))
+        threading.excepthook = hook
+        try:
+            yield handler
+        finally:
+            threading.excepthook = old_hook
 
 
 def start(threads: int) -> ServerThread:

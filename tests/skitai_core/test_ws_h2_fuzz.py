@@ -13,7 +13,6 @@ to the baseline.
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import time
 import zlib
@@ -30,7 +29,7 @@ import skitai
 from skitai.http2.protocol import CONNECTIONS as H2_CONNECTIONS
 from skitai.websocket.protocol import CONNECTIONS as WS_CONNECTIONS
 from tests.skitai_core.h2ws_support import H2Client, WSStream, frames_of, h2_server, ws_app, ws_frame
-from tests.support.logs import ErrorRecords
+from tests.support.logs import catching_errors
 from tests.support.net import eventually
 
 MAX = 1024                        # ws_max_message_size here
@@ -55,18 +54,11 @@ def echo(environ, start_response):
 
 @pytest.fixture(scope="module")
 def srv():
-    errors = ErrorRecords()
-    loggers = [logging.getLogger("skitai"), logging.getLogger("asyncio")]
-    for logger in loggers:
-        logger.addHandler(errors)
-    try:
-        with h2_server(app=ws_app(echo, (skitai.WS_SIMPLE, 60, ("m",)), plain=plain), threads=2,
-                       ws_max_message_size=MAX, network_timeout=1.0, h2_max_concurrent_streams=20) as s:
-            s.errors = errors
-            yield s
-    finally:
-        for logger in loggers:
-            logger.removeHandler(errors)
+    with catching_errors("skitai", "asyncio") as errors, \
+            h2_server(app=ws_app(echo, (skitai.WS_SIMPLE, 60, ("m",)), plain=plain), threads=2,
+                      ws_max_message_size=MAX, network_timeout=1.0, h2_max_concurrent_streams=20) as s:
+        s.errors = errors
+        yield s
 
 
 @pytest.fixture(autouse=True)

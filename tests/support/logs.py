@@ -3,6 +3,8 @@ exception was never retrieved"), for tests whose inputs must never produce one."
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 class ErrorRecords(logging.Handler):
@@ -20,3 +22,17 @@ class ErrorRecords(logging.Handler):
                for r in self.records]
         self.records.clear()
         return out
+
+
+@contextmanager
+def catching_errors(*names: str) -> Iterator[ErrorRecords]:
+    """ERROR records of the loggers ``names`` (the root logger when none) while the block runs."""
+    records = ErrorRecords()
+    loggers = [logging.getLogger(n) for n in names] or [logging.getLogger()]
+    for logger in loggers:
+        logger.addHandler(records)
+    try:
+        yield records
+    finally:
+        for logger in loggers:
+            logger.removeHandler(records)
